@@ -1,0 +1,39 @@
+"""lrlib -- the library of the course "Efficient Deep Learning: low-rank model compression
+for faster inference".
+
+One module per idea; the notebook that introduces each is named in its docstring:
+
+* ``lrlib.env``     -- what machine this is (00)
+* ``lrlib.checks``  -- one checker per exercise (00 onwards)
+* ``lrlib.data``    -- the shipped Fashion-MNIST subset and synthetic inputs (00)
+* ``lrlib.models``  -- the reference models and their trained weights (00)
+* ``lrlib.train``   -- fit and evaluate loops (00)
+* ``lrlib.viz``     -- plots and interactive explorers (00)
+"""
+
+__version__ = "0.1.0"
+
+from . import checks, data, env, models, train, viz  # noqa: E402
+from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
+from .models import CNN, MLP, load_reference  # noqa: E402
+from .train import EvalResult, evaluate, fit  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "checks",
+    "data",
+    "env",
+    "models",
+    "train",
+    "viz",
+    "CLASS_NAMES",
+    "ImageSet",
+    "fashion_mnist",
+    "synthetic_input",
+    "CNN",
+    "MLP",
+    "load_reference",
+    "EvalResult",
+    "evaluate",
+    "fit",
+]

@@ -1,0 +1,234 @@
+"""The course's data: a Fashion-MNIST subset that ships inside lrlib, and synthetic inputs.
+
+Introduced in notebook ``00_welcome``; every later notebook trains, fine-tunes or
+evaluates on it.
+
+Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) holds 28×28 grey-scale images of clothing in
+ten classes, 60,000 for training and 10,000 for testing. It is © 2017 Zalando SE and
+released under the MIT licence; the notice ships beside the subset in
+``lrlib/assets/FASHION_MNIST_LICENSE.txt``.
+
+The course ships a class-balanced subset (1,200 training and 200 test images per class) as
+``lrlib/assets/fashion_mnist_subset.npz``, so that nothing is downloaded at run time.
+``tools/make_dataset.py`` rebuilds it from Debian's ``dataset-fashion-mnist`` package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CLASS_NAMES",
+    "SPLITS",
+    "ImageSet",
+    "fashion_mnist",
+    "read_idx",
+    "synthetic_input",
+    "SUBSET_PATH",
+    "DEBIAN_PATH",
+]
+
+#: The ten Fashion-MNIST classes, in label order (label ``i`` is ``CLASS_NAMES[i]``).
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+#: The allowed values of ``split``.
+SPLITS = ("train", "test")
+
+#: Where the shipped subset lives.
+SUBSET_PATH = Path(__file__).resolve().parent / "assets" / "fashion_mnist_subset.npz"
+
+#: Where Debian's ``dataset-fashion-mnist`` package puts the full data set.
+DEBIAN_PATH = Path("/usr/share/datasets/fashion-mnist")
+
+# File names of the original data set (gzip'd IDX files), per split.
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+_REBUILD_HINT = (
+    "Rebuild it with `python tools/make_dataset.py` (it needs Debian's package "
+    "dataset-fashion-mnist: `apt-get install -y dataset-fashion-mnist`), or reinstall the "
+    "course from its repository."
+)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images with their labels.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        Shape ``(N, 1, 28, 28)``, ``float32`` with values in ``[0, 1]``.
+    labels : torch.Tensor
+        Shape ``(N,)``, ``int64`` class indices in ``0..9``.
+    class_names : tuple of str
+        ``class_names[label]`` is the name of a label.
+    split : str
+        ``"train"`` or ``"test"``.
+    source : str
+        Where the images were read from.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple
+    split: str
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def loader(self, batch_size: int = 128, *, shuffle: bool = False, seed: int = 0):
+        """A ``torch.utils.data.DataLoader`` over ``(image, label)`` pairs.
+
+        With ``shuffle=True`` the order is drawn from a generator seeded with ``seed``, so
+        two loaders made with the same seed give the same batches.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        dataset = torch.utils.data.TensorDataset(self.images, self.labels)
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, generator=generator
+        )
+
+
+def fashion_mnist(split: str = "train", *, path=None) -> ImageSet:
+    """Load Fashion-MNIST images and labels, offline.
+
+    Parameters
+    ----------
+    split : {"train", "test"}
+        Which part of the data set.
+    path : str or Path, optional
+        Leave it out to use the subset shipped with lrlib (12,000 training and 2,000 test
+        images, 10% of each class of the original). Give a folder holding the original
+        gzip'd IDX files (for example ``lrlib.data.DEBIAN_PATH``) to use the full data set.
+
+    Returns
+    -------
+    ImageSet
+        ``images`` as ``float32`` in ``[0, 1]`` of shape ``(N, 1, 28, 28)``, ``labels`` as
+        ``int64``; call ``.loader(batch_size)`` for a DataLoader.
+
+    Examples
+    --------
+    >>> test = fashion_mnist("test")
+    >>> test.images.shape, test.class_names[int(test.labels[0])]  # doctest: +SKIP
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if path is None:
+        pixels, labels = _load_subset(split, SUBSET_PATH)
+        source = str(SUBSET_PATH)
+    else:
+        folder = Path(path)
+        image_file, label_file = (folder / name for name in _IDX_FILES[split])
+        pixels, labels = read_idx(image_file), read_idx(label_file)
+        if len(pixels) != len(labels):
+            raise ValueError(
+                f"{image_file} holds {len(pixels)} images but {label_file} holds "
+                f"{len(labels)} labels"
+            )
+        source = str(folder)
+    images = torch.from_numpy(pixels.astype(np.float32) / 255.0).unsqueeze(1)
+    return ImageSet(
+        images=images,
+        labels=torch.from_numpy(labels.astype(np.int64)),
+        class_names=CLASS_NAMES,
+        split=split,
+        source=source,
+    )
+
+
+def _load_subset(split: str, file: Path):
+    """Read one split of the shipped ``.npz`` subset and check what it holds."""
+    if not file.exists():
+        raise FileNotFoundError(f"The Fashion-MNIST subset {file} is missing. {_REBUILD_HINT}")
+    try:
+        with np.load(file) as archive:
+            pixels = archive[f"{split}_images"]
+            labels = archive[f"{split}_labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise RuntimeError(
+            f"The Fashion-MNIST subset {file} cannot be read ({error}). {_REBUILD_HINT}"
+        ) from error
+    _check_arrays(pixels, labels, file)
+    return pixels, labels
+
+
+def _check_arrays(pixels: np.ndarray, labels: np.ndarray, file: Path) -> None:
+    """Raise RuntimeError unless ``pixels``/``labels`` look like Fashion-MNIST."""
+    problems = []
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
+        problems.append(f"images have dtype {pixels.dtype} and shape {pixels.shape}")
+    if labels.ndim != 1 or len(labels) != len(pixels):
+        problems.append(f"labels have shape {labels.shape} for {len(pixels)} images")
+    elif len(labels) and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+        problems.append(f"labels range over {labels.min()}..{labels.max()}, not 0..9")
+    if problems:
+        raise RuntimeError(
+            f"The Fashion-MNIST subset {file} is corrupt: {'; '.join(problems)}. "
+            f"{_REBUILD_HINT}"
+        )
+
+
+def read_idx(file) -> np.ndarray:
+    """Read a gzip'd (or plain) IDX file of unsigned bytes into a numpy array.
+
+    The IDX format (LeCun et al. 1998, used by MNIST and Fashion-MNIST) is a 4-byte magic
+    number ``0x00 0x00 0x08 ndim`` (``0x08`` = unsigned byte), then ``ndim`` big-endian
+    uint32 sizes, then the data in C order.
+    """
+    file = Path(file)
+    if not file.exists():
+        raise FileNotFoundError(
+            f"{file} does not exist; the full Fashion-MNIST data set comes with Debian's "
+            "package dataset-fashion-mnist (files under /usr/share/datasets/fashion-mnist)"
+        )
+    opener = gzip.open if file.suffix == ".gz" else open
+    with opener(file, "rb") as stream:
+        raw = stream.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{file} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    header_end = 4 + 4 * ndim
+    shape = tuple(int(size) for size in np.frombuffer(raw[4:header_end], dtype=">u4"))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=header_end)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{file} holds {data.size} values but its header says {shape}")
+    return data.reshape(shape).copy()
+
+
+def synthetic_input(shape, *, seed: int = 0, dtype=torch.float32, device=None) -> torch.Tensor:
+    """A seeded standard-normal tensor of ``shape``, for timing a model.
+
+    Speed depends on the shape of the input, not on its values, so random data measures
+    latency as well as real images do.
+    """
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(shape)
+    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape!r}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=dtype).to(device)

@@ -1,0 +1,197 @@
+"""Training and evaluation loops: ``fit`` and ``evaluate``.
+
+Introduced in notebook ``00_welcome`` (evaluating the reference models); later notebooks
+use ``fit`` to fine-tune compressed models. ``tools/train_reference_models.py`` trains the
+reference models with it.
+
+Both loops show a tqdm progress bar. It is switched off when the environment variable
+``LRLIB_QUIET`` is set to anything but ``0`` or when ``CI`` is set, so that test runs
+(nbval, CI) print nothing that changes from run to run; ``progress=True/False`` overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import ImageSet
+
+__all__ = ["fit", "evaluate", "EvalResult", "progress_enabled", "SCHEDULES"]
+
+#: The learning-rate schedules ``fit`` knows.
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What ``evaluate`` measured: accuracy in ``[0, 1]``, mean cross-entropy loss, and
+    the number of examples."""
+
+    accuracy: float
+    loss: float
+    n: int
+
+
+def progress_enabled(progress=None) -> bool:
+    """Whether to draw a progress bar: ``progress`` if given, else not under
+    ``LRLIB_QUIET`` (other than ``"0"``) or ``CI``."""
+    if progress is not None:
+        return bool(progress)
+    quiet = os.environ.get("LRLIB_QUIET", "0") not in ("", "0")
+    return not quiet and not os.environ.get("CI")
+
+
+def _as_loader(data, batch_size: int, shuffle: bool, seed: int):
+    """Accept an ImageSet, an ``(inputs, labels)`` pair of tensors, or a DataLoader."""
+    if isinstance(data, ImageSet):
+        return data.loader(batch_size, shuffle=shuffle, seed=seed)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(
+        isinstance(t, torch.Tensor) for t in data
+    ):
+        inputs, labels = data
+        if len(inputs) != len(labels):
+            raise ValueError(
+                f"data has {len(inputs)} inputs but {len(labels)} labels; they must match"
+            )
+        return ImageSet(inputs, labels, (), "custom", "tensors").loader(
+            batch_size, shuffle=shuffle, seed=seed
+        )
+    if isinstance(data, torch.utils.data.DataLoader):
+        return data
+    raise TypeError(
+        "data must be an lrlib.data.ImageSet, an (inputs, labels) pair of tensors or a "
+        f"torch DataLoader, got {type(data).__name__}"
+    )
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _model_device(model: nn.Module, device):
+    if device is not None:
+        return torch.device(device)
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def fit(
+    model: nn.Module,
+    data,
+    *,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    weight_decay: float = 0.0,
+    schedule: str = "constant",
+    seed: int = 0,
+    progress=None,
+    device=None,
+) -> list:
+    """Train ``model`` in place with Adam (Kingma & Ba 2015) on the cross-entropy loss.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier returning logits of shape ``(batch, classes)``; it is trained in place.
+    data : ImageSet, (inputs, labels) or DataLoader
+        Training data. An ImageSet or a pair of tensors is shuffled each epoch with a
+        generator seeded by ``seed``, so the same call gives the same batches.
+    epochs, lr, batch_size, weight_decay
+        The usual training settings; ``epochs`` and ``batch_size`` positive ints, ``lr``
+        positive.
+    schedule : {"constant", "cosine"}
+        Keep the learning rate at ``lr``, or lower it after every batch along a half
+        cosine from ``lr`` to 0 over the whole run (Loshchilov & Hutter 2017).
+    seed : int
+        Seeds the shuffling and ``torch.manual_seed`` (for dropout and friends).
+    progress : bool, optional
+        Force the progress bar on or off (see the module docstring for the default).
+    device : str or torch.device, optional
+        Where to train; defaults to where the model's parameters are.
+
+    Returns
+    -------
+    list of dict
+        One entry per epoch: ``{"epoch", "loss", "accuracy"}`` measured on the training
+        batches as they were seen.
+    """
+    _check_model(model)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    loader = _as_loader(data, batch_size, shuffle=True, seed=seed)
+    device = _model_device(model, device)
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    scheduler = None
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=epochs * len(loader)
+        )
+
+    history = []
+    for epoch in range(1, epochs + 1):
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", leave=False,
+                   disable=not progress_enabled(progress))
+        for inputs, labels in bar:
+            inputs, labels = inputs.to(device), labels.to(device)
+            optimizer.zero_grad()
+            logits = model(inputs)
+            loss = loss_fn(logits, labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {loss.item()} in epoch {epoch}; lower lr (now {lr})"
+                )
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_loss += loss.item() * len(labels)
+            correct += (logits.argmax(dim=1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        history.append({"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen})
+    model.eval()
+    return history
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data, *, batch_size: int = 500, progress=None,
+             device=None) -> EvalResult:
+    """Accuracy and mean cross-entropy loss of ``model`` on ``data``.
+
+    The model is run in ``eval()`` mode (BatchNorm uses its running statistics, dropout is
+    off) and put back in the mode it was in.
+    """
+    _check_model(model)
+    loader = _as_loader(data, batch_size, shuffle=False, seed=0)
+    device = _model_device(model, device)
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    try:
+        for inputs, labels in tqdm(loader, desc="evaluate", leave=False,
+                                   disable=not progress_enabled(progress)):
+            inputs, labels = inputs.to(device), labels.to(device)
+            logits = model(inputs)
+            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(dim=1) == labels).sum().item()
+            seen += len(labels)
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("data holds no examples")
+    return EvalResult(accuracy=correct / seen, loss=total_loss / seen, n=seen)
