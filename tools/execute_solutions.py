@@ -34,7 +34,7 @@ def execute(path: Path, timeout: int) -> float:
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        store_widget_state=False,
+        store_widget_state=True,  # nbclient needs it for Output widgets; dropped below
         record_timing=False,
     )
     start = time.perf_counter()
