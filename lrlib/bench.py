@@ -1,0 +1,555 @@
+"""Measuring speed: latency percentiles, throughput curves, side-by-side comparisons, and a
+simulated server with dynamic batching.
+
+Introduced in notebook ``01_latency_vs_throughput``; every later notebook measures with it.
+
+* **Latency** is the time one call takes. Report the median (typical) *and* a tail
+  percentile such as p99 (what 1 request in 100 waits at least), measured after a warm-up,
+  with a monotonic high-resolution clock, over many calls.
+* **Throughput** is how many items are processed per second. Larger batches usually raise
+  throughput and also raise the latency of each request: the central trade-off of serving.
+
+Medians come from ``torch.utils.benchmark.Timer.blocked_autorange``, which times blocks of
+calls so that clock overhead is negligible. Tail percentiles need the time of each call, so
+``measure_latency`` also times calls one by one with ``time.perf_counter_ns``. On a GPU,
+``torch.cuda.synchronize()`` is called around every timed region, since CUDA kernels run
+asynchronously.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+__all__ = [
+    "percentile",
+    "LatencyResult",
+    "measure_latency",
+    "ThroughputPoint",
+    "throughput_curve",
+    "best_batch_size",
+    "Comparison",
+    "compare",
+    "SimulationResult",
+    "simulate_server",
+]
+
+
+# --------------------------------------------------------------------------- percentiles
+def percentile(samples, q: float) -> float:
+    """The ``q``-th percentile of ``samples`` by linear interpolation.
+
+    Sort the ``n`` samples as ``x_0 ≤ … ≤ x_{n-1}``; the percentile sits at position
+    ``h = (n - 1) · q / 100`` and is ``x_⌊h⌋ + (h - ⌊h⌋) · (x_⌊h⌋+1 - x_⌊h⌋)``. This is
+    numpy's default (``method="linear"``, Hyndman & Fan 1996, definition 7).
+    """
+    values = sorted(float(s) for s in samples)
+    if not values:
+        raise ValueError("samples must not be empty")
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be between 0 and 100, got {q!r}")
+    position = (len(values) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (position - low) * (values[high] - values[low])
+
+
+# --------------------------------------------------------------------------- checks
+def _check_positive_int(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _inputs_tuple(example_input) -> tuple:
+    inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
+    if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
+        raise TypeError(
+            "example_input must be a tensor or a tuple of tensors, got "
+            f"{type(example_input).__name__}"
+        )
+    return tuple(inputs)
+
+
+def _model_device(model) -> torch.device | None:
+    if isinstance(model, nn.Module):
+        tensor = next(iter(model.parameters()), None)
+        if tensor is None:
+            tensor = next(iter(model.buffers()), None)
+        if tensor is not None:
+            return tensor.device
+    return None
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _EvalMode:
+    """Put a module in eval mode and set the thread count for a measurement; undo both."""
+
+    def __init__(self, model, threads):
+        self.model, self.threads = model, threads
+
+    def __enter__(self):
+        self.saved_threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        self.was_training = isinstance(self.model, nn.Module) and self.model.training
+        if isinstance(self.model, nn.Module):
+            self.model.eval()
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.saved_threads)
+        if isinstance(self.model, nn.Module):
+            self.model.train(self.was_training)
+        return False
+
+
+def _prepare(model, example_input, device):
+    """Validate and place model and inputs; never moves the caller's model."""
+    if not callable(model):
+        raise TypeError(f"model must be an nn.Module or callable, got {type(model).__name__}")
+    inputs = _inputs_tuple(example_input)
+    if device is not None:
+        device = torch.device(device)
+        if isinstance(model, nn.Module) and _model_device(model) not in (None, device):
+            model = copy.deepcopy(model).to(device)
+        inputs = tuple(x.to(device) for x in inputs)
+    else:
+        device = _model_device(model) or inputs[0].device
+        for x in inputs:
+            if x.device != device:
+                raise ValueError(
+                    f"example_input is on {x.device} but the model is on {device}; move "
+                    f"one of them, or pass device=... to measure on that device"
+                )
+    return model, inputs, device
+
+
+def _batch_size(inputs) -> int:
+    first = inputs[0]
+    return int(first.shape[0]) if first.ndim > 0 else 1
+
+
+def _call(model, inputs, batch_size):
+    """Run the model once; re-raise its error with the batch size that caused it."""
+    try:
+        return model(*inputs)
+    except Exception as error:
+        message = f"the model failed on an input of batch size {batch_size}: {error}"
+        try:
+            wrapped = type(error)(message)
+        except Exception:
+            wrapped = RuntimeError(message)
+        raise wrapped from error
+
+
+# --------------------------------------------------------------------------- latency
+@dataclass(frozen=True)
+class LatencyResult:
+    """One latency measurement. All times are in milliseconds per call.
+
+    ``median_ms`` comes from ``torch.utils.benchmark`` (blocks of calls); the mean, the
+    percentiles and the interquartile range come from ``samples_ms``, the calls timed one
+    by one.
+    """
+
+    median_ms: float
+    mean_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    iqr_ms: float
+    n_samples: int
+    batch_size: int
+    threads: int
+    device: str
+    samples_ms: tuple = field(repr=False)
+
+    @property
+    def items_per_second(self) -> float:
+        """Throughput at this batch size: ``batch_size / median latency``."""
+        return self.batch_size / (self.median_ms / 1e3)
+
+    def __str__(self) -> str:
+        return (
+            f"batch {self.batch_size}: median {self.median_ms:.3f} ms, p95 {self.p95_ms:.3f} ms, "
+            f"p99 {self.p99_ms:.3f} ms ({self.n_samples} calls, {self.threads} threads, "
+            f"{self.device}); {self.items_per_second:,.0f} items/s"
+        )
+
+
+def measure_latency(
+    model,
+    example_input,
+    *,
+    warmup: int = 10,
+    min_run_time: float = 0.5,
+    min_samples: int = 20,
+    threads: int | None = None,
+    device=None,
+) -> LatencyResult:
+    """Measure the latency of ``model(example_input)`` correctly.
+
+    1. ``warmup`` untimed calls first (memory allocation, caches, lazy initialisation
+       and oneDNN kernel selection make the first calls slow);
+    2. the median from ``torch.utils.benchmark.Timer.blocked_autorange`` over at least
+       ``min_run_time`` seconds;
+    3. at least ``min_samples`` calls timed one by one (for at least ``min_run_time``
+       seconds) for the mean, p90, p95, p99 and the interquartile range.
+
+    Everything runs under ``torch.inference_mode()`` with the model in ``eval()`` mode; the
+    model's mode and the caller's thread setting are restored afterwards. On CUDA the
+    device is synchronized around each timed call.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+    example_input : Tensor or tuple of Tensors
+        Its first dimension is taken as the batch size.
+    warmup : int
+        Untimed calls before measuring, at least 1.
+    min_run_time : float
+        Seconds spent on each of the two timed phases, positive.
+    min_samples : int
+        Fewest one-by-one timed calls.
+    threads : int, optional
+        Intra-op threads for the measurement (``torch.set_num_threads``).
+    device : str or torch.device, optional
+        Measure on this device (a copy of the model is moved there if needed). Without it,
+        model and input must already be on the same device.
+    """
+    _check_positive_int("warmup", warmup)
+    _check_positive("min_run_time", min_run_time)
+    _check_positive_int("min_samples", min_samples)
+    if threads is not None:
+        _check_positive_int("threads", threads)
+    model, inputs, device = _prepare(model, example_input, device)
+    batch = _batch_size(inputs)
+
+    with _EvalMode(model, threads), torch.inference_mode():
+        for _ in range(warmup):
+            _call(model, inputs, batch)
+        _synchronize(device)
+
+        timer = benchmark.Timer(
+            stmt="model(*inputs)",
+            setup="torch.cuda.synchronize()" if device.type == "cuda" else "pass",
+            globals={"model": model, "inputs": inputs, "torch": torch},
+            num_threads=torch.get_num_threads(),
+        )
+        median_ms = timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+        if device.type == "cuda":
+            # blocked_autorange does not wait for the last kernels; time per call instead
+            median_ms = None
+
+        samples_ms = []
+        deadline = time.perf_counter() + min_run_time
+        while len(samples_ms) < min_samples or time.perf_counter() < deadline:
+            _synchronize(device)
+            start = time.perf_counter_ns()
+            _call(model, inputs, batch)
+            _synchronize(device)
+            samples_ms.append((time.perf_counter_ns() - start) / 1e6)
+        used_threads = torch.get_num_threads()
+
+    samples = np.asarray(samples_ms)
+    if median_ms is None:
+        median_ms = float(np.median(samples))
+    return LatencyResult(
+        median_ms=float(median_ms),
+        mean_ms=float(samples.mean()),
+        p90_ms=percentile(samples, 90),
+        p95_ms=percentile(samples, 95),
+        p99_ms=percentile(samples, 99),
+        iqr_ms=percentile(samples, 75) - percentile(samples, 25),
+        n_samples=len(samples),
+        batch_size=batch,
+        threads=used_threads,
+        device=str(device),
+        samples_ms=tuple(float(s) for s in samples),
+    )
+
+
+# --------------------------------------------------------------------------- throughput
+@dataclass(frozen=True)
+class ThroughputPoint:
+    """Latency and throughput at one batch size."""
+
+    batch_size: int
+    median_ms: float
+    p95_ms: float
+    items_per_second: float
+
+
+def _check_batch_sizes(batch_sizes) -> list:
+    try:
+        sizes = list(batch_sizes)
+    except TypeError:
+        raise TypeError(f"batch_sizes must be a list of positive ints, got {batch_sizes!r}")
+    if not sizes:
+        raise ValueError("batch_sizes must not be empty")
+    for size in sizes:
+        _check_positive_int("each batch size", size)
+    return sizes
+
+
+def throughput_curve(model, make_input, batch_sizes, **measure_kwargs) -> list:
+    """Latency and throughput of ``model`` at each batch size.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+    make_input : callable
+        ``make_input(batch_size)`` returns an input batch of that size.
+    batch_sizes : list of positive int
+    **measure_kwargs
+        Passed to :func:`measure_latency` (``warmup``, ``min_run_time``, ``threads``, ...).
+
+    Returns
+    -------
+    list of ThroughputPoint
+        ``items_per_second = batch_size / median latency``.
+    """
+    sizes = _check_batch_sizes(batch_sizes)
+    if not callable(make_input):
+        raise TypeError(f"make_input must be a function of the batch size, got {make_input!r}")
+    points = []
+    for size in sizes:
+        result = measure_latency(model, make_input(size), **measure_kwargs)
+        points.append(ThroughputPoint(size, result.median_ms, result.p95_ms,
+                                      result.items_per_second))
+    return points
+
+
+def best_batch_size(curve, p95_budget_ms: float):
+    """The point of ``curve`` with the highest throughput whose p95 latency is within
+    ``p95_budget_ms``; ``None`` when no batch size meets the budget."""
+    _check_positive("p95_budget_ms", p95_budget_ms)
+    allowed = [point for point in curve if point.p95_ms <= p95_budget_ms]
+    return max(allowed, key=lambda point: point.items_per_second, default=None)
+
+
+# --------------------------------------------------------------------------- comparison
+@dataclass(frozen=True)
+class Comparison:
+    """Rows of :func:`compare`; prints as a plain-text table and as HTML in notebooks."""
+
+    rows: tuple
+    columns = ("model", "median ms", "p95 ms", "speedup", "params", "MFLOPs")
+
+    def _cells(self) -> list:
+        return [
+            [row["name"], f"{row['median_ms']:.3f}", f"{row['p95_ms']:.3f}",
+             f"{row['speedup']:.2f}×", f"{row['params']:,}", f"{row['flops'] / 1e6:,.1f}"]
+            for row in self.rows
+        ]
+
+    def __str__(self) -> str:
+        cells = [list(self.columns)] + self._cells()
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                           for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>"
+                       for r in self._cells())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def compare(models: dict, example_input, **measure_kwargs) -> Comparison:
+    """Measure several models on the same input, side by side.
+
+    Each row holds the median and p95 latency, the speedup against the *first* model
+    (its median divided by this one's), the parameter count and the FLOPs of one call.
+    """
+    from .profile import count_flops, count_params
+
+    if not isinstance(models, dict) or not models:
+        raise ValueError("models must be a non-empty dict of name -> model")
+    rows = []
+    for name, model in models.items():
+        result = measure_latency(model, example_input, **measure_kwargs)
+        rows.append({
+            "name": str(name),
+            "median_ms": result.median_ms,
+            "p95_ms": result.p95_ms,
+            "params": count_params(model) if isinstance(model, nn.Module) else 0,
+            "flops": count_flops(model, example_input),
+        })
+    for row in rows:
+        row["speedup"] = rows[0]["median_ms"] / row["median_ms"]
+    return Comparison(tuple(rows))
+
+
+# --------------------------------------------------------------------------- simulation
+@dataclass(frozen=True)
+class SimulationResult:
+    """What :func:`simulate_server` observed. Times in milliseconds, rates per second."""
+
+    arrival_rate: float
+    n_requests: int
+    mean_ms: float
+    median_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput: float
+    utilisation: float
+    mean_batch_size: float
+    mean_in_system: float
+    latencies_ms: tuple = field(repr=False)
+
+    @property
+    def littles_law_ratio(self) -> float:
+        """``L / (λ W)``: time-average number in the system over arrival rate times mean
+        latency. Little's law (Little 1961) says it is 1 for any stable queue."""
+        return self.mean_in_system / (self.arrival_rate * self.mean_ms / 1e3)
+
+
+def _service_function(service_ms):
+    """Turn a callable, a {batch: ms} dict or a throughput curve into k -> ms."""
+    if callable(service_ms):
+        return service_ms
+    if isinstance(service_ms, dict):
+        table = sorted(service_ms.items())
+    elif isinstance(service_ms, (list, tuple)) and all(
+        isinstance(p, ThroughputPoint) for p in service_ms
+    ):
+        table = sorted((p.batch_size, p.median_ms) for p in service_ms)
+    else:
+        raise TypeError(
+            "service_ms must be a function of the batch size, a {batch_size: ms} dict or a "
+            f"throughput_curve result, got {type(service_ms).__name__}"
+        )
+    if not table:
+        raise ValueError("service_ms must hold at least one batch size")
+    sizes = np.array([size for size, _ in table], dtype=float)
+    times = np.array([ms for _, ms in table], dtype=float)
+
+    def interpolated(k: int) -> float:
+        if k > sizes[-1]:
+            raise ValueError(
+                f"batch size {k} is larger than the largest measured one ({int(sizes[-1])}); "
+                "lower max_batch or measure larger batches"
+            )
+        return float(np.interp(k, sizes, times))
+
+    return interpolated
+
+
+def simulate_server(
+    service_ms,
+    arrival_rate: float,
+    *,
+    max_batch: int = 1,
+    max_wait_ms: float = 0.0,
+    n_requests: int = 20_000,
+    seed: int = 0,
+) -> SimulationResult:
+    """Simulate a server with dynamic batching, event by event.
+
+    Requests arrive as a Poisson process of rate ``arrival_rate`` per second (exponential
+    gaps, seeded). One worker serves batches: when it is free and requests are waiting, it
+    starts a batch as soon as ``max_batch`` requests wait, or when the oldest waiting
+    request has waited ``max_wait_ms``, whichever comes first (but never before the worker
+    is free). A batch of ``k`` requests takes ``service_ms(k)`` milliseconds, and every
+    request in it completes at the end.
+
+    Parameters
+    ----------
+    service_ms : callable, dict or list of ThroughputPoint
+        Service time of a batch by size: ``f(k)``, ``{k: ms}`` (linearly interpolated) or a
+        :func:`throughput_curve` result (its medians).
+    arrival_rate : float
+        Requests per second, positive.
+    max_batch : int
+        Largest batch the worker takes.
+    max_wait_ms : float
+        How long the worker may hold the oldest request to fill a batch (0: never waits).
+    n_requests : int
+        Requests to simulate.
+    seed : int
+        Seeds the arrival times.
+
+    Returns
+    -------
+    SimulationResult
+        Latency (arrival to completion) percentiles, throughput (completed requests per
+        second), utilisation (fraction of time the worker is busy), the mean batch size,
+        and the time-average number of requests in the system, which Little's law ties to
+        the rest: ``mean_in_system ≈ arrival_rate × mean latency``.
+
+    Capacity is about ``max_batch / service_ms(max_batch)`` requests per second; as the
+    arrival rate approaches it, the queue and so the latency grow without bound.
+    """
+    rate = _check_positive("arrival_rate", arrival_rate)
+    _check_positive_int("max_batch", max_batch)
+    _check_positive_int("n_requests", n_requests)
+    if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0:
+        raise ValueError(f"max_wait_ms must be a number >= 0, got {max_wait_ms!r}")
+    service = _service_function(service_ms)
+
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1e3 / rate, size=n_requests))  # milliseconds
+    completions = np.empty(n_requests)
+    batch_sizes, busy_ms = [], 0.0
+    worker_free_at, first = 0.0, 0
+    while first < n_requests:
+        last_needed = first + max_batch - 1
+        full_at = arrivals[last_needed] if last_needed < n_requests else math.inf
+        start = max(worker_free_at, min(arrivals[first] + max_wait_ms, full_at))
+        # the batch: the waiting requests that have arrived by `start`, at most max_batch
+        end = min(int(np.searchsorted(arrivals, start, side="right")), first + max_batch)
+        size = end - first
+        duration = float(service(size))
+        if not duration > 0:
+            raise ValueError(f"service_ms({size}) must be positive, got {duration!r}")
+        completions[first:end] = start + duration
+        batch_sizes.append(size)
+        busy_ms += duration
+        worker_free_at = start + duration
+        first = end
+
+    latencies = completions - arrivals
+    horizon_ms = completions[-1]
+    # Time-average number in the system: integrate N(t) over [0, horizon] from the events.
+    events = np.concatenate([np.stack([arrivals, np.ones(n_requests)], axis=1),
+                             np.stack([completions, -np.ones(n_requests)], axis=1)])
+    events = events[np.lexsort((events[:, 1], events[:, 0]))]
+    in_system = np.cumsum(events[:, 1])
+    area = float(np.sum(in_system[:-1] * np.diff(events[:, 0])))
+    return SimulationResult(
+        arrival_rate=rate,
+        n_requests=n_requests,
+        mean_ms=float(latencies.mean()),
+        median_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        throughput=n_requests / (horizon_ms / 1e3),
+        utilisation=busy_ms / horizon_ms,
+        mean_batch_size=float(np.mean(batch_sizes)),
+        mean_in_system=area / horizon_ms,
+        latencies_ms=tuple(float(x) for x in latencies),
+    )
