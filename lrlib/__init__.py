@@ -9,21 +9,27 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.models``  -- the reference models and their trained weights (00)
 * ``lrlib.train``   -- fit and evaluate loops (00)
 * ``lrlib.viz``     -- plots and interactive explorers (00)
+* ``lrlib.bench``   -- latency, throughput, comparisons, a serving simulation (01)
+* ``lrlib.profile`` -- parameters, FLOPs, bytes, per-layer time, the roofline (02)
+* ``lrlib.optimize`` -- optimizations that keep the maths, e.g. BatchNorm folding (02)
 """
 
 __version__ = "0.1.0"
 
-from . import checks, data, env, models, train, viz  # noqa: E402
+from . import bench, checks, data, env, models, optimize, profile, train, viz  # noqa: E402
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
 from .train import EvalResult, evaluate, fit  # noqa: E402
 
 __all__ = [
     "__version__",
+    "bench",
     "checks",
     "data",
     "env",
     "models",
+    "optimize",
+    "profile",
     "train",
     "viz",
     "CLASS_NAMES",

@@ -14,10 +14,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["exercise_0_1", "exercise_0_2"]
+__all__ = [
+    "exercise_0_1",
+    "exercise_0_2",
+    "exercise_1_1",
+    "exercise_1_2",
+    "exercise_1_3",
+    "exercise_2_1",
+    "exercise_2_2",
+    "exercise_2_3",
+    "exercise_2_4",
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -120,3 +131,240 @@ def exercise_0_2(linear_parameter_count) -> None:
             raise _failed(exercise, case, expected, got, hint)
     _passed(exercise, f"parameter counts match nn.Linear on {len(cases)} shapes, with and "
                       "without bias")
+
+
+# ------------------------------------------------------------------ notebook 01
+def exercise_1_1(percentile) -> None:
+    """Check ``percentile(samples, q)``: linear interpolation between sorted samples at
+    position ``(n - 1) · q / 100`` (numpy's default method)."""
+    exercise = "1.1"
+    cases = [
+        ([5.0, 1.0, 3.0], 50),           # unsorted input
+        ([1.0, 2.0, 3.0, 4.0], 50),      # between two samples
+        ([10.0, 20.0, 30.0, 40.0, 50.0], 90),
+        ([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0], 99),
+        ([7.0], 95),                     # a single sample
+        ([2.0, 8.0], 0),
+        ([2.0, 8.0], 100),
+    ]
+    for samples, q in cases:
+        case = f"samples={samples}, q={q}"
+        expected = float(np.percentile(samples, q))
+        got = _call(exercise, percentile, case, list(samples), q)
+        number = _as_number(got)
+        if number is not None and math.isclose(number, expected, rel_tol=1e-9, abs_tol=1e-12):
+            continue
+        ordered = sorted(samples)
+        nearest_rank = ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+        if number is not None and samples != ordered and math.isclose(
+                number, float(np.interp((len(samples) - 1) * q / 100,
+                                        range(len(samples)), samples))):
+            hint = "sort the samples first"
+        elif number is not None and math.isclose(number, nearest_rank):
+            hint = ("that is the nearest-rank percentile; interpolate linearly between the "
+                    "two samples around position (n - 1) * q / 100")
+        else:
+            hint = ("sort, find the position h = (n - 1) * q / 100, and interpolate between "
+                    "the samples at floor(h) and floor(h) + 1")
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"percentiles match numpy.percentile on {len(cases)} cases, unsorted "
+                      "input and q = 0 and 100 included")
+
+
+def exercise_1_2(throughput) -> None:
+    """Check ``throughput(batch_size, batch_latency_ms)``: items per second when a batch
+    of ``batch_size`` items takes ``batch_latency_ms`` milliseconds."""
+    exercise = "1.2"
+    cases = [(1, 10.0, 100.0), (32, 8.0, 4000.0), (256, 64.0, 4000.0), (8, 0.5, 16000.0)]
+    for batch, latency_ms, expected in cases:
+        case = f"batch_size={batch}, batch_latency_ms={latency_ms}"
+        got = _call(exercise, throughput, case, batch, latency_ms)
+        number = _as_number(got)
+        if number is not None and math.isclose(number, expected, rel_tol=1e-9):
+            continue
+        if number is not None and math.isclose(number, expected / 1000):
+            hint = "the latency is in milliseconds: 1 s = 1000 ms"
+        elif number is not None and math.isclose(number, 1000 / latency_ms):
+            hint = "each call processes a whole batch: multiply by batch_size"
+        elif number is not None and math.isclose(number, latency_ms / batch):
+            hint = "that is the latency per item; throughput is items per second"
+        else:
+            hint = "items per second = batch_size / (batch_latency_ms / 1000)"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"throughput matches on {len(cases)} batch sizes")
+
+
+def exercise_1_3(choose_batch_size) -> None:
+    """Check ``choose_batch_size(points, p95_budget_ms)``: the ``batch_size`` of the
+    point with the highest ``items_per_second`` among those with ``p95_ms`` within the
+    budget (equal counts as within), or ``None`` when none is."""
+    from .bench import ThroughputPoint
+
+    exercise = "1.3"
+
+    def point(batch, median_ms, p95_ms):
+        return ThroughputPoint(batch, median_ms, p95_ms, batch / (median_ms / 1e3))
+
+    curve = [point(1, 1.0, 1.5), point(8, 3.0, 4.0), point(32, 8.0, 10.0),
+             point(64, 20.0, 24.0), point(128, 60.0, 70.0)]
+    # throughput: 1000, 2667, 4000, 3200, 2133 items/s -- it peaks at batch 32
+    cases = [(100.0, 32), (10.0, 32), (9.9, 8), (3.0, 1), (1.0, None), (24.0, 32)]
+    for budget, expected in cases:
+        case = f"p95_budget_ms={budget} on batch sizes {[p.batch_size for p in curve]}"
+        got = _call(exercise, choose_batch_size, case, list(curve), budget)
+        if got == expected and (expected is None or not isinstance(got, bool)):
+            continue
+        allowed = [p.batch_size for p in curve if p.p95_ms <= budget]
+        if allowed and got == max(allowed):
+            hint = ("the largest allowed batch is not always the fastest: compare "
+                    "items_per_second")
+        elif got == 128:
+            hint = "keep only the points whose p95_ms is within the budget"
+        elif expected is None:
+            hint = "return None when no batch size meets the budget"
+        elif budget in (p.p95_ms for p in curve):
+            hint = "a p95 exactly equal to the budget meets it (use <=)"
+        else:
+            hint = "filter by p95_ms <= budget, then take the point with most items_per_second"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"the right batch size for {len(cases)} budgets (throughput peaks "
+                      "before the largest batch; no batch fits the smallest budget)")
+
+
+# ------------------------------------------------------------------ notebook 02
+def exercise_2_1(linear_flops) -> None:
+    """Check ``linear_flops(batch, in_features, out_features)``: ``2·b·n·m``, what
+    ``lrlib.profile.count_flops`` (PyTorch's FlopCounterMode) counts for nn.Linear."""
+    from .profile import count_flops
+
+    exercise = "2.1"
+    cases = [(1, 784, 1024), (32, 1024, 512), (256, 512, 10), (3, 5, 7)]
+    for batch, n_in, n_out in cases:
+        case = f"batch={batch}, in_features={n_in}, out_features={n_out}"
+        expected = count_flops(nn.Linear(n_in, n_out), torch.zeros(batch, n_in))
+        got = _call(exercise, linear_flops, case, batch, n_in, n_out)
+        if _as_number(got) == expected:
+            continue
+        if got == expected // 2:
+            hint = "that counts multiply-adds; a multiply-add is 2 FLOPs"
+        elif got == 2 * n_in * n_out:
+            hint = "every example in the batch costs the same: multiply by batch"
+        else:
+            hint = "each of the b·m outputs is a dot product of length n: n multiplies and n adds"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"FLOPs match PyTorch's FLOP counter on {len(cases)} Linear layers")
+
+
+def exercise_2_2(conv2d_flops) -> None:
+    """Check ``conv2d_flops(batch, in_channels, out_channels, kernel_size, height, width,
+    stride=1, padding=0, groups=1)`` against ``lrlib.profile.count_flops`` on real
+    nn.Conv2d layers."""
+    from .profile import count_flops
+
+    exercise = "2.2"
+    cases = [
+        dict(batch=1, in_channels=3, out_channels=8, kernel_size=3, height=8, width=8),
+        dict(batch=2, in_channels=64, out_channels=128, kernel_size=3, height=14, width=14,
+             padding=1),
+        dict(batch=1, in_channels=16, out_channels=32, kernel_size=3, height=15, width=9,
+             stride=2, padding=1),
+        dict(batch=4, in_channels=32, out_channels=32, kernel_size=1, height=7, width=7),
+        dict(batch=1, in_channels=32, out_channels=64, kernel_size=3, height=10, width=10,
+             padding=1, groups=4),
+        dict(batch=1, in_channels=32, out_channels=32, kernel_size=5, height=12, width=12,
+             stride=1, padding=2, groups=32),
+    ]
+    for kwargs in cases:
+        case = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        conv = nn.Conv2d(kwargs["in_channels"], kwargs["out_channels"], kwargs["kernel_size"],
+                         stride=kwargs.get("stride", 1), padding=kwargs.get("padding", 0),
+                         groups=kwargs.get("groups", 1))
+        x = torch.zeros(kwargs["batch"], kwargs["in_channels"], kwargs["height"], kwargs["width"])
+        expected = count_flops(conv, x)
+        got = _call(exercise, conv2d_flops, case, **kwargs)
+        if _as_number(got) == expected:
+            continue
+        if kwargs.get("groups", 1) > 1 and got == expected * kwargs["groups"]:
+            hint = "with groups, each output channel sees only in_channels / groups inputs"
+        elif kwargs.get("stride", 1) > 1 or kwargs.get("padding", 0) > 0:
+            hint = "H_out = (H + 2·padding - kernel_size) // stride + 1, and the same for W"
+        elif got == expected // 2:
+            hint = "that counts multiply-adds; a multiply-add is 2 FLOPs"
+        else:
+            hint = "2 · batch · C_out · H_out · W_out · (C_in / groups) · k · k"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"FLOPs match PyTorch's FLOP counter on {len(cases)} convolutions "
+                      "(stride, padding, groups and depthwise included)")
+
+
+def exercise_2_3(linear_intensity) -> None:
+    """Check ``linear_intensity(batch, in_features, out_features)``: FLOPs per byte in
+    float32, ``2·b·n·m / (4·(n·m + m + b·n + b·m))``."""
+    from .profile import linear_intensity as reference
+
+    exercise = "2.3"
+    cases = [(1, 1024, 1024), (256, 1024, 1024), (1, 784, 1024), (64, 512, 10)]
+    for batch, n_in, n_out in cases:
+        case = f"batch={batch}, in_features={n_in}, out_features={n_out}"
+        expected = reference(batch, n_in, n_out)
+        got = _call(exercise, linear_intensity, case, batch, n_in, n_out)
+        number = _as_number(got)
+        if number is not None and math.isclose(number, expected, rel_tol=1e-9):
+            continue
+        weights_only = 2 * batch * n_in * n_out / (4 * n_in * n_out)
+        if number is not None and math.isclose(number, expected * 4):
+            hint = "count bytes, not elements: a float32 is 4 bytes"
+        elif number is not None and math.isclose(number, weights_only):
+            hint = "the input, the output and the bias are moved too, not only the weights"
+        else:
+            hint = "FLOPs = 2·b·n·m; bytes = 4·(n·m + m + b·n + b·m)"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"arithmetic intensity matches on {len(cases)} layers, batch 1 and 256 "
+                      "included")
+
+
+def exercise_2_4(fold_batchnorm) -> None:
+    """Check ``fold_batchnorm(conv, bn)``: a new nn.Conv2d equal to ``bn(conv(x))`` with
+    ``bn`` in eval mode, leaving ``conv`` and ``bn`` unchanged."""
+    exercise = "2.4"
+    generator = torch.Generator().manual_seed(0)
+    for has_bias, stride, padding in [(False, 1, 1), (True, 2, 0)]:
+        case = f"Conv2d(4, 6, 3, stride={stride}, padding={padding}, bias={has_bias}) + BatchNorm2d(6)"
+        conv = nn.Conv2d(4, 6, 3, stride=stride, padding=padding, bias=has_bias)
+        bn = nn.BatchNorm2d(6, eps=1e-3)
+        with torch.no_grad():
+            for tensor in [conv.weight, bn.weight, bn.bias, bn.running_mean] + (
+                    [conv.bias] if has_bias else []):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator))
+            bn.running_var.copy_(torch.rand(6, generator=generator) + 0.1)
+        bn.eval()
+        before = {k: v.clone() for k, v in list(conv.state_dict().items())
+                  + [("bn." + k, v) for k, v in bn.state_dict().items()]}
+        x = torch.randn(2, 4, 9, 9, generator=generator)
+        with torch.no_grad():
+            expected = bn(conv(x))
+        folded = _call(exercise, fold_batchnorm, case, conv, bn)
+        if not isinstance(folded, nn.Conv2d):
+            raise _failed(exercise, case, "an nn.Conv2d", type(folded).__name__,
+                          "return a new convolution (copy.deepcopy(conv), then set its "
+                          "weight and bias)")
+        after = {k: v for k, v in list(conv.state_dict().items())
+                 + [("bn." + k, v) for k, v in bn.state_dict().items()]}
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        if changed:
+            raise _failed(exercise, case, "conv and bn unchanged", f"changed: {changed}",
+                          "work on a copy (copy.deepcopy(conv)); never change the caller's layers")
+        with torch.no_grad():
+            got = folded(x)
+        if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+            difference = (got - expected).abs().max().item() if got.shape == expected.shape else None
+            if folded.bias is None:
+                hint = "the folded convolution needs a bias: b' = s·(b − μ) + β"
+            else:
+                hint = ("s = γ / sqrt(running_var + eps) per output channel; W' = s·W "
+                        "(reshape s to (C_out, 1, 1, 1)); b' = s·(b − μ) + β, with b = 0 "
+                        "when the conv has no bias")
+            raise _failed(exercise, case, "outputs equal to bn(conv(x)) within 1e-4",
+                          f"max abs difference {difference}", hint)
+    _passed(exercise, "the folded convolution equals conv followed by BatchNorm (with and "
+                      "without conv bias, stride 1 and 2), and the originals are unchanged")
