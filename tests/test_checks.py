@@ -84,3 +84,158 @@ def test_every_public_checker_is_tested_here():
     source = open(__file__, encoding="utf-8").read()
     for name in checks.__all__:
         assert f"checks.{name}(" in source, f"{name} has no test"
+
+
+# ------------------------------------------------------------------ notebook 01
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+from torch import nn  # noqa: E402
+
+from lrlib import bench, optimize  # noqa: E402
+
+
+def percentile_reference(samples, q):
+    values = sorted(samples)
+    position = (len(values) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (position - low) * (values[high] - values[low])
+
+
+def test_exercise_1_1_passes_the_reference_and_lrlib(capsys):
+    checks.exercise_1_1(percentile_reference)
+    checks.exercise_1_1(bench.percentile)
+    assert capsys.readouterr().out.count("✓ Exercise 1.1:") == 2
+
+
+@pytest.mark.parametrize("wrong, expected_hint", [
+    (lambda s, q: sorted(s)[max(0, math.ceil(q / 100 * len(s)) - 1)], "nearest-rank"),
+    (lambda s, q: float(np.interp((len(s) - 1) * q / 100, range(len(s)), s)), "sort the samples"),
+    (lambda s, q: percentile_reference(s, q / 100), "interpolate between"),
+    (lambda s, q: sum(s) / len(s), "interpolate between"),
+])
+def test_exercise_1_1_fails_helpfully(wrong, expected_hint):
+    with pytest.raises(AssertionError) as info:
+        checks.exercise_1_1(wrong)
+    message = str(info.value)
+    assert message.startswith("Exercise 1.1: for samples=")
+    assert "expected:" in message and "got:" in message and expected_hint in message
+
+
+def test_exercise_1_2(capsys):
+    checks.exercise_1_2(lambda batch, ms: batch / (ms / 1000))
+    assert "✓ Exercise 1.2" in capsys.readouterr().out
+    for wrong, hint in [(lambda b, ms: b / ms, "milliseconds"),
+                        (lambda b, ms: 1000 / ms, "multiply by batch_size"),
+                        (lambda b, ms: ms / b, "latency per item")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_1_2(wrong)
+
+
+def choose_batch_size_reference(points, budget):
+    allowed = [p for p in points if p.p95_ms <= budget]
+    return max(allowed, key=lambda p: p.items_per_second).batch_size if allowed else None
+
+
+def test_exercise_1_3(capsys):
+    checks.exercise_1_3(choose_batch_size_reference)
+    assert "✓ Exercise 1.3" in capsys.readouterr().out
+
+    def largest_allowed(points, budget):
+        allowed = [p.batch_size for p in points if p.p95_ms <= budget]
+        return max(allowed) if allowed else None
+
+    def ignores_budget(points, budget):
+        return max(points, key=lambda p: p.batch_size).batch_size
+
+    def strict(points, budget):
+        allowed = [p for p in points if p.p95_ms < budget]
+        return max(allowed, key=lambda p: p.items_per_second).batch_size if allowed else None
+
+    def never_none(points, budget):
+        allowed = [p for p in points if p.p95_ms <= budget] or points[:1]
+        return max(allowed, key=lambda p: p.items_per_second).batch_size
+
+    for wrong, hint in [(largest_allowed, "not always the fastest"),
+                        (ignores_budget, "within the budget"),
+                        (strict, "use <="), (never_none, "return None")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_1_3(wrong)
+
+
+# ------------------------------------------------------------------ notebook 02
+def conv2d_flops_reference(batch, in_channels, out_channels, kernel_size, height, width,
+                           stride=1, padding=0, groups=1):
+    h_out = (height + 2 * padding - kernel_size) // stride + 1
+    w_out = (width + 2 * padding - kernel_size) // stride + 1
+    return 2 * batch * out_channels * h_out * w_out * (in_channels // groups) * kernel_size ** 2
+
+
+def test_exercise_2_1(capsys):
+    checks.exercise_2_1(lambda b, n, m: 2 * b * n * m)
+    assert "✓ Exercise 2.1" in capsys.readouterr().out
+    for wrong, hint in [(lambda b, n, m: b * n * m, "multiply-adds"),
+                        (lambda b, n, m: 2 * n * m, "multiply by batch"),
+                        (lambda b, n, m: 2 * b * n * m + b * m, "dot product")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_2_1(wrong)
+
+
+def test_exercise_2_2(capsys):
+    checks.exercise_2_2(conv2d_flops_reference)
+    assert "✓ Exercise 2.2" in capsys.readouterr().out
+
+    def no_stride(batch, in_channels, out_channels, kernel_size, height, width,
+                  stride=1, padding=0, groups=1):
+        return conv2d_flops_reference(batch, in_channels, out_channels, kernel_size,
+                                      height, width, 1, padding, groups)
+
+    def no_groups(batch, in_channels, out_channels, kernel_size, height, width,
+                  stride=1, padding=0, groups=1):
+        return conv2d_flops_reference(batch, in_channels, out_channels, kernel_size,
+                                      height, width, stride, padding, 1)
+
+    def macs(*args, **kwargs):
+        return conv2d_flops_reference(*args, **kwargs) // 2
+
+    for wrong, hint in [(no_stride, "H_out"), (no_groups, "groups"), (macs, "multiply-adds")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_2_2(wrong)
+
+
+def test_exercise_2_3(capsys):
+    checks.exercise_2_3(lambda b, n, m: 2 * b * n * m / (4 * (n * m + m + b * n + b * m)))
+    assert "✓ Exercise 2.3" in capsys.readouterr().out
+    for wrong, hint in [(lambda b, n, m: 2 * b * n * m / (n * m + m + b * n + b * m), "bytes"),
+                        (lambda b, n, m: 2 * b * n * m / (4 * n * m), "not only the weights")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_2_3(wrong)
+
+
+def test_exercise_2_4(capsys):
+    checks.exercise_2_4(optimize.fold_batchnorm)
+    assert "✓ Exercise 2.4" in capsys.readouterr().out
+
+    def in_place(conv, bn):
+        scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+        with torch.no_grad():
+            conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        return conv
+
+    def forgets_mean(conv, bn):
+        import copy
+        folded = copy.deepcopy(conv)
+        scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+        with torch.no_grad():
+            folded.weight.mul_(scale.reshape(-1, 1, 1, 1))
+            folded.bias = nn.Parameter(bn.bias.clone())
+        return folded
+
+    def returns_sequential(conv, bn):
+        return nn.Sequential(conv, bn)
+
+    for wrong, hint in [(in_place, "never change the caller"), (forgets_mean, r"b' = s·\(b − μ\)"),
+                        (returns_sequential, "return a new convolution")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_2_4(wrong)

@@ -1,0 +1,248 @@
+"""lrlib.bench: percentiles, latency measurement, throughput, comparison, simulation."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from lrlib import bench
+
+FAST = dict(warmup=2, min_run_time=0.02, min_samples=5)
+
+
+# --------------------------------------------------------------------------- percentile
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=60),
+       st.floats(0, 100))
+def test_percentile_equals_numpy(samples, q):
+    assert bench.percentile(samples, q) == pytest.approx(np.percentile(samples, q), rel=1e-9, abs=1e-6)
+
+
+def test_percentile_known_values():
+    assert bench.percentile([1, 2, 3, 4], 50) == 2.5
+    assert bench.percentile([10, 20, 30, 40, 50], 90) == pytest.approx(46.0)
+    assert bench.percentile([3, 1, 2], 0) == 1 and bench.percentile([3, 1, 2], 100) == 3
+
+
+@pytest.mark.parametrize("samples, q, match", [([], 50, "empty"), ([1.0], 101, "q must"),
+                                               ([1.0], -1, "q must")])
+def test_percentile_rejects_bad_input(samples, q, match):
+    with pytest.raises(ValueError, match=match):
+        bench.percentile(samples, q)
+
+
+# --------------------------------------------------------------------------- latency
+class Sleeper(nn.Module):
+    """A 'model' that takes a known time and records the thread setting it ran with."""
+
+    def __init__(self, ms):
+        super().__init__()
+        self.ms, self.threads_seen, self.grad_enabled, self.training_seen = ms, set(), set(), set()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        self.threads_seen.add(torch.get_num_threads())
+        self.grad_enabled.add(torch.is_grad_enabled())
+        self.training_seen.add(self.training)
+        time.sleep(self.ms / 1e3)
+        return x * self.scale
+
+
+def test_measure_latency_of_a_known_delay():
+    model = Sleeper(3.0)
+    result = bench.measure_latency(model, torch.zeros(4, 2), warmup=1, min_run_time=0.1)
+    # sleep never returns early; generous upper bound for a loaded machine
+    assert 3.0 <= result.median_ms < 30
+    assert 3.0 <= min(result.samples_ms)
+    assert result.p90_ms <= result.p95_ms <= result.p99_ms
+    assert result.p99_ms == pytest.approx(np.percentile(result.samples_ms, 99))
+    assert result.mean_ms == pytest.approx(np.mean(result.samples_ms))
+    assert result.n_samples == len(result.samples_ms) >= 20
+    assert result.batch_size == 4
+    assert result.items_per_second == pytest.approx(4 / (result.median_ms / 1e3))
+    assert "batch 4" in str(result)
+
+
+def test_measure_latency_runs_in_eval_and_inference_mode_and_restores_state():
+    model = Sleeper(0.0)
+    model.train()
+    saved = torch.get_num_threads()
+    result = bench.measure_latency(model, torch.zeros(1, 2), threads=1, **FAST)
+    assert model.threads_seen == {1} and result.threads == 1
+    assert model.grad_enabled == {False} and model.training_seen == {False}
+    assert model.training and torch.get_num_threads() == saved
+
+
+def test_measure_latency_accepts_tuple_inputs_and_plain_functions():
+    result = bench.measure_latency(torch.add, (torch.ones(3, 5), torch.ones(3, 5)), **FAST)
+    assert result.batch_size == 3 and result.device == "cpu"
+
+
+def test_input_on_another_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="example_input is on meta but the model is on cpu"):
+        bench.measure_latency(nn.Linear(2, 2), torch.zeros(1, 2, device="meta"), **FAST)
+
+
+def test_device_argument_measures_a_copy_and_leaves_the_model():
+    model = nn.Linear(2, 2)
+    result = bench.measure_latency(model, torch.zeros(1, 2), device="cpu", **FAST)
+    assert result.device == "cpu" and model.weight.device.type == "cpu"
+
+
+def test_model_error_is_reraised_with_the_batch_size():
+    def broken(x):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="batch size 7: shape mismatch"):
+        bench.measure_latency(broken, torch.zeros(7, 3), **FAST)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(warmup=0), "warmup must be a positive int"),
+    (dict(min_run_time=0), "min_run_time must be a positive number"),
+    (dict(min_run_time=-1.0), "min_run_time"),
+    (dict(threads=0), "threads must be a positive int"),
+])
+def test_bad_measurement_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bench.measure_latency(nn.Linear(2, 2), torch.zeros(1, 2), **kwargs)
+
+
+def test_bad_model_or_input_types():
+    with pytest.raises(TypeError, match="example_input must be a tensor"):
+        bench.measure_latency(nn.Linear(2, 2), [[1.0, 2.0]], **FAST)
+    with pytest.raises(TypeError, match="model must be"):
+        bench.measure_latency("model", torch.zeros(1, 2), **FAST)
+
+
+# --------------------------------------------------------------------------- throughput
+def test_throughput_curve_points_in_order():
+    model = nn.Linear(16, 16)
+    curve = bench.throughput_curve(model, lambda b: torch.zeros(b, 16), [1, 4, 16], **FAST)
+    assert [p.batch_size for p in curve] == [1, 4, 16]
+    for point in curve:
+        assert point.items_per_second == pytest.approx(point.batch_size / (point.median_ms / 1e3))
+
+
+@pytest.mark.parametrize("sizes, error, match", [
+    ([], ValueError, "must not be empty"), ([1, 0], ValueError, "positive int, got 0"),
+    ([2.5], ValueError, "got 2.5"), (5, TypeError, "list of positive ints")])
+def test_throughput_curve_rejects_bad_batch_sizes(sizes, error, match):
+    with pytest.raises(error, match=match):
+        bench.throughput_curve(nn.Linear(2, 2), lambda b: torch.zeros(b, 2), sizes)
+
+
+def test_throughput_curve_names_the_failing_batch_size():
+    def fails_above_8(x):
+        if x.shape[0] > 8:
+            raise MemoryError("out of memory")
+        return x
+
+    with pytest.raises(MemoryError, match="batch size 16"):
+        bench.throughput_curve(fails_above_8, lambda b: torch.zeros(b, 2), [1, 16], **FAST)
+
+
+def test_best_batch_size():
+    point = bench.ThroughputPoint
+    curve = [point(1, 1, 1.5, 1000), point(8, 3, 4, 2667), point(32, 8, 10, 4000),
+             point(64, 20, 24, 3200)]
+    assert bench.best_batch_size(curve, 100).batch_size == 32
+    assert bench.best_batch_size(curve, 9).batch_size == 8
+    assert bench.best_batch_size(curve, 4).batch_size == 8  # equal to the budget is within
+    assert bench.best_batch_size(curve, 1) is None
+    with pytest.raises(ValueError, match="p95_budget_ms"):
+        bench.best_batch_size(curve, 0)
+
+
+def test_compare_table():
+    small, big = nn.Linear(8, 8), nn.Linear(8, 512)
+    table = bench.compare({"small": small, "big": big}, torch.zeros(2, 8), **FAST)
+    first, second = table.rows
+    assert first["speedup"] == 1.0
+    assert second["speedup"] == pytest.approx(first["median_ms"] / second["median_ms"])
+    assert first["params"] == 72 and second["params"] == 8 * 512 + 512
+    assert first["flops"] == 2 * 2 * 8 * 8 and second["flops"] == 2 * 2 * 8 * 512
+    text = str(table)
+    assert text.splitlines()[0].split() == ["model", "median", "ms", "p95", "ms", "speedup",
+                                            "params", "MFLOPs"]
+    assert "small" in text and "<table>" in table._repr_html_()
+    with pytest.raises(ValueError, match="non-empty dict"):
+        bench.compare({}, torch.zeros(1, 8))
+
+
+# --------------------------------------------------------------------------- simulation
+def test_simulation_is_seeded():
+    a = bench.simulate_server(lambda k: 2.0, 200, n_requests=2000, seed=1)
+    b = bench.simulate_server(lambda k: 2.0, 200, n_requests=2000, seed=1)
+    c = bench.simulate_server(lambda k: 2.0, 200, n_requests=2000, seed=2)
+    assert a == b and a.mean_ms != c.mean_ms
+
+
+def test_littles_law_holds_on_a_long_run():
+    for max_batch, max_wait in [(1, 0.0), (8, 2.0), (32, 5.0)]:
+        result = bench.simulate_server(lambda k: 1.0 + 0.2 * k, 600, max_batch=max_batch,
+                                       max_wait_ms=max_wait, n_requests=100_000)
+        assert result.littles_law_ratio == pytest.approx(1.0, abs=0.05)
+
+
+def test_md1_queue_matches_queueing_theory():
+    """max_batch=1 with a fixed service time D is an M/D/1 queue: the mean time in the
+    system is W = D + ρ·D / (2(1 − ρ)) (Pollaczek–Khinchine), ρ = λ·D."""
+    service_ms = 2.0
+    for rho in (0.3, 0.6, 0.85):
+        rate = rho / (service_ms / 1e3)
+        result = bench.simulate_server(lambda k: service_ms, rate, n_requests=200_000)
+        theory = service_ms + rho * service_ms / (2 * (1 - rho))
+        assert result.mean_ms == pytest.approx(theory, rel=0.05)
+        assert result.utilisation == pytest.approx(rho, rel=0.03)
+        assert result.mean_batch_size == 1.0
+
+
+def test_latency_blows_up_near_capacity():
+    service = lambda k: 4.0 + 0.5 * k  # noqa: E731  capacity 16 / 12 ms = 1333 requests/s
+    capacity = 16 / (service(16) / 1e3)
+    tails = [bench.simulate_server(service, f * capacity, max_batch=16, max_wait_ms=4.0,
+                                   n_requests=30_000).p99_ms for f in (0.3, 0.6, 0.9, 0.98)]
+    assert tails == sorted(tails)
+    assert tails[-1] > 5 * tails[0]
+
+
+def test_dynamic_batching_raises_capacity():
+    """At an arrival rate above what batch-1 serving can handle, batching keeps up."""
+    service = lambda k: 2.0 + 0.1 * k  # noqa: E731  batch 1: 476/s; batch 32: 6000/s
+    unbatched = bench.simulate_server(service, 1000, max_batch=1, n_requests=20_000)
+    batched = bench.simulate_server(service, 1000, max_batch=32, max_wait_ms=2.0,
+                                    n_requests=20_000)
+    assert unbatched.throughput < 500 and unbatched.utilisation > 0.99
+    assert batched.throughput == pytest.approx(1000, rel=0.05)
+    assert batched.mean_batch_size > 1 and batched.p99_ms < unbatched.p99_ms
+
+
+def test_service_times_from_a_dict_or_a_curve():
+    by_dict = bench.simulate_server({1: 1.0, 8: 4.0}, 100, max_batch=8, max_wait_ms=1.0,
+                                    n_requests=500)
+    curve = [bench.ThroughputPoint(1, 1.0, 1.2, 1000.0), bench.ThroughputPoint(8, 4.0, 4.4, 2000.0)]
+    by_curve = bench.simulate_server(curve, 100, max_batch=8, max_wait_ms=1.0, n_requests=500)
+    assert by_dict == by_curve
+    with pytest.raises(ValueError, match="larger than the largest measured one"):
+        bench.simulate_server({1: 1.0, 4: 2.0}, 5000, max_batch=8, max_wait_ms=5.0, n_requests=500)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(arrival_rate=0), ValueError, "arrival_rate must be a positive number"),
+    (dict(max_batch=0), ValueError, "max_batch must be a positive int"),
+    (dict(max_wait_ms=-1), ValueError, "max_wait_ms must be a number >= 0"),
+    (dict(n_requests=0), ValueError, "n_requests"),
+    (dict(service_ms="fast"), TypeError, "service_ms must be"),
+    (dict(service_ms=lambda k: 0.0), ValueError, "must be positive"),
+])
+def test_simulation_rejects_bad_settings(kwargs, error, match):
+    arguments = dict(service_ms=lambda k: 1.0, arrival_rate=10.0)
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        bench.simulate_server(arguments.pop("service_ms"), arguments.pop("arrival_rate"),
+                              **arguments)

@@ -1,0 +1,79 @@
+"""lrlib.optimize: BatchNorm folding keeps the function and never touches the caller's model."""
+
+import pytest
+import torch
+from torch import nn
+
+from lrlib import models, optimize
+
+
+def _random_bn(channels, seed):
+    g = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm2d(channels, eps=1e-3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(channels, generator=g))
+        bn.bias.copy_(torch.randn(channels, generator=g))
+        bn.running_mean.copy_(torch.randn(channels, generator=g))
+        bn.running_var.copy_(torch.rand(channels, generator=g) + 0.1)
+    return bn.eval()
+
+
+@pytest.mark.parametrize("bias, stride, padding, groups", [
+    (False, 1, 1, 1), (True, 2, 0, 1), (True, 1, 1, 2), (False, 1, 1, 6)])
+def test_fold_batchnorm_equals_conv_then_bn(bias, stride, padding, groups):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 12, 3, stride=stride, padding=padding, groups=groups, bias=bias)
+    bn = _random_bn(12, 1)
+    conv_state = {k: v.clone() for k, v in conv.state_dict().items()}
+    x = torch.randn(3, 6, 10, 10)
+    folded = optimize.fold_batchnorm(conv, bn)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), bn(conv(x)), atol=1e-5)
+    assert folded.bias is not None and folded is not conv
+    assert all(torch.equal(conv_state[k], v) for k, v in conv.state_dict().items())
+
+
+def test_fold_batchnorm_in_float64_is_exact_to_rounding():
+    conv = nn.Conv2d(3, 5, 3, padding=1).double()
+    bn = _random_bn(5, 2).double()
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(optimize.fold_batchnorm(conv, bn)(x), bn(conv(x)), atol=1e-12)
+
+
+def test_fold_batchnorm_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="conv must be an nn.Conv2d, got Linear"):
+        optimize.fold_batchnorm(nn.Linear(2, 2), nn.BatchNorm2d(2))
+    with pytest.raises(TypeError, match="bn must be an nn.BatchNorm2d"):
+        optimize.fold_batchnorm(nn.Conv2d(2, 2, 1), nn.BatchNorm1d(2))
+    with pytest.raises(ValueError, match="bn has 3 features but conv has 4 output channels"):
+        optimize.fold_batchnorm(nn.Conv2d(2, 4, 1), nn.BatchNorm2d(3))
+    with pytest.raises(ValueError, match="track_running_stats"):
+        optimize.fold_batchnorm(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2, track_running_stats=False))
+
+
+def test_fold_batchnorms_on_the_reference_cnn():
+    cnn = models.load_reference("cnn")
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    folded = optimize.fold_batchnorms(cnn)
+    assert isinstance(cnn.bn1, nn.BatchNorm2d), "the caller's model must be unchanged"
+    assert all(isinstance(getattr(folded, f"bn{i}"), nn.Identity) for i in range(1, 5))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        assert torch.allclose(folded(x), cnn(x), atol=1e-4)
+    same = optimize.fold_batchnorms(cnn, inplace=True)
+    assert same is cnn and isinstance(cnn.bn1, nn.Identity)
+
+
+def test_pairs_outside_sequential_containers_are_left_alone():
+    class Reversed(nn.Module):  # uses bn before conv: folding by child order would be wrong
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+            self.bn = nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    model = optimize.fold_batchnorms(Reversed())
+    assert isinstance(model.bn, nn.BatchNorm2d)
