@@ -12,24 +12,31 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.bench``   -- latency, throughput, comparisons, a serving simulation (01)
 * ``lrlib.profile`` -- parameters, FLOPs, bytes, per-layer time, the roofline (02)
 * ``lrlib.optimize`` -- optimizations that keep the maths, e.g. BatchNorm folding (02)
+* ``lrlib.svd``     -- truncated and randomized SVD, Eckart–Young, rank rules (03)
+* ``lrlib.layers``  -- factorized layers: LowRankLinear (03)
+* ``lrlib.compress`` -- replace a model's layers by factorized ones, with a report (03)
 """
 
 __version__ = "0.1.0"
 
-from . import bench, checks, data, env, models, optimize, profile, train, viz  # noqa: E402
+from . import bench, checks, compress, data, env, layers, models, optimize, profile, svd, train, viz  # noqa: E402
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
-from .train import EvalResult, evaluate, fit  # noqa: E402
+from .layers import LowRankLinear  # noqa: E402
+from .train import EvalResult, evaluate, fine_tune, fit  # noqa: E402
 
 __all__ = [
     "__version__",
     "bench",
     "checks",
+    "compress",
     "data",
     "env",
+    "layers",
     "models",
     "optimize",
     "profile",
+    "svd",
     "train",
     "viz",
     "CLASS_NAMES",
@@ -41,5 +48,7 @@ __all__ = [
     "load_reference",
     "EvalResult",
     "evaluate",
+    "fine_tune",
     "fit",
+    "LowRankLinear",
 ]

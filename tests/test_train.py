@@ -128,3 +128,24 @@ def test_cosine_schedule_ends_near_zero_and_bad_schedule_raises(monkeypatch):
     assert seen[-1] == pytest.approx(0.1 * (1 + torch.cos(torch.tensor(7 / 8 * torch.pi)).item()) / 2)
     with pytest.raises(ValueError, match=r"schedule must be one of \('constant', 'cosine'\)"):
         train.fit(nn.Linear(2, 2), _toy_problem(8), schedule="step")
+
+
+def test_fine_tune_recovers_a_damaged_model_with_a_falling_learning_rate(monkeypatch):
+    inputs, labels = _toy_problem(256)
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    train.fit(model, (inputs, labels), epochs=10, lr=0.05, progress=False)
+    with torch.no_grad():
+        model.weight.mul_(-0.2)  # damage it, as a crude compression would
+    damaged = train.evaluate(model, (inputs, labels)).accuracy
+    seen = []
+    original_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    history = train.fine_tune(model, (inputs, labels), epochs=3, lr=0.05, progress=False)
+    assert len(history) == 3 and seen[0] == pytest.approx(0.05) and seen[-1] < 0.01
+    assert train.evaluate(model, (inputs, labels)).accuracy > max(damaged, 0.95)
