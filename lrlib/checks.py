@@ -28,6 +28,11 @@ __all__ = [
     "exercise_2_2",
     "exercise_2_3",
     "exercise_2_4",
+    "exercise_3_1",
+    "exercise_3_2",
+    "exercise_3_3",
+    "exercise_3_4",
+    "exercise_3_5",
 ]
 
 
@@ -368,3 +373,163 @@ def exercise_2_4(fold_batchnorm) -> None:
                           f"max abs difference {difference}", hint)
     _passed(exercise, "the folded convolution equals conv followed by BatchNorm (with and "
                       "without conv bias, stride 1 and 2), and the originals are unchanged")
+
+
+# ------------------------------------------------------------------ notebook 03
+def _matrix(m, n, seed):
+    return torch.randn(m, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def exercise_3_1(rank_k_approximation) -> None:
+    """Check ``rank_k_approximation(W, k)``: the best rank-``k`` approximation
+    ``U[:, :k] diag(S[:k]) Vh[:k]`` of ``W``, same shape as ``W``."""
+    exercise = "3.1"
+    for m, n, k in [(6, 4, 1), (5, 8, 3), (10, 10, 10), (7, 3, 2)]:
+        W = _matrix(m, n, seed=m * n + k)
+        case = f"a {m}×{n} matrix W (float64), k={k}"
+        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+        expected = U[:, :k] @ torch.diag(S[:k]) @ Vh[:k]
+        got = _call(exercise, rank_k_approximation, case, W.clone(), k)
+        if not isinstance(got, torch.Tensor) or got.shape != W.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise _failed(exercise, case, f"a tensor of shape {tuple(W.shape)}", shape,
+                          "return the approximation itself, U_k @ diag(S_k) @ Vh_k, not the factors")
+        if torch.allclose(got.double(), expected, atol=1e-8):
+            continue
+        error = torch.linalg.matrix_norm(got.double() - expected).item()
+        if torch.allclose(got.double(), U[:, :k] @ Vh[:k], atol=1e-8):
+            hint = "the singular values are missing: U_k @ torch.diag(S_k) @ Vh_k"
+        elif k < min(m, n) and torch.allclose(got.double(), U[:, :k + 1] @ torch.diag(S[:k + 1]) @ Vh[:k + 1], atol=1e-8):
+            hint = "that keeps k + 1 terms; slicing [:k] keeps k"
+        else:
+            hint = ("U, S, Vh = torch.linalg.svd(W, full_matrices=False); keep the first k "
+                    "columns of U, entries of S and rows of Vh")
+        raise _failed(exercise, case, "the rank-k truncated SVD of W",
+                      f"a matrix {error:.3g} away from it (Frobenius)", hint)
+    _passed(exercise, "the best rank-k approximation on 4 matrices, wide, tall and full rank")
+
+
+def exercise_3_2(error_from_singular_values) -> None:
+    """Check ``error_from_singular_values(S, k)``: the Frobenius error of the best rank-k
+    approximation, ``sqrt(S[k]² + S[k+1]² + …)`` (0-based), from the singular values
+    alone (Eckart–Young)."""
+    exercise = "3.2"
+    cases = [([4.0, 3.0, 0.0], 1, 3.0), ([4.0, 3.0, 0.0], 0, 5.0), ([5.0, 2.0, 2.0, 1.0], 1, 3.0),
+             ([5.0, 2.0, 2.0, 1.0], 4, 0.0), ([2.0, 1.0], 2, 0.0)]
+    for values, k, expected in cases:
+        S = torch.tensor(values, dtype=torch.float64)
+        case = f"S={values}, k={k}"
+        got = _call(exercise, error_from_singular_values, case, S.clone(), k)
+        number = _as_number(got)
+        if number is not None and math.isclose(number, expected, abs_tol=1e-9):
+            continue
+        tail = values[k:]
+        if number is not None and math.isclose(number, sum(v * v for v in tail)):
+            hint = "take the square root of the sum of squares"
+        elif number is not None and tail and math.isclose(number, tail[0]):
+            hint = "that is the spectral-norm error S[k]; the Frobenius error uses every dropped value"
+        elif number is not None and math.isclose(number, math.sqrt(sum(v * v for v in values[k + 1:]))):
+            hint = "indices start at 0: the dropped values are S[k:], not S[k+1:]"
+        else:
+            hint = "sqrt of the sum of the squares of the dropped singular values S[k:]"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"the Eckart–Young error matches on {len(cases)} cases, k = 0 and full rank included")
+
+
+def exercise_3_3(break_even_rank) -> None:
+    """Check ``break_even_rank(m, n)``: the largest ``r`` with ``r·(m + n) < m·n``."""
+    from .svd import break_even_rank as reference
+
+    exercise = "3.3"
+    cases = [(1024, 784), (1024, 1024), (512, 10), (2, 2), (100, 100), (7, 9)]
+    for m, n in cases:
+        case = f"m={m}, n={n}"
+        expected = reference((m, n))
+        got = _call(exercise, break_even_rank, case, m, n)
+        if _as_number(got) == expected and not isinstance(got, float):
+            continue
+        if _as_number(got) == expected:
+            hint = "return an int (use // for integer division)"
+        elif got == m * n // (m + n):
+            hint = ("at r = mn / (m + n) the factors hold exactly as many numbers as W: no "
+                    "saving. The inequality is strict")
+        elif got == min(m, n) // 2:
+            hint = "the break-even rank depends on both sizes: solve r·(m + n) < m·n for r"
+        else:
+            hint = "the largest integer r with r·(m + n) < m·n is (m·n − 1) // (m + n)"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"the break-even rank matches on {len(cases)} shapes, exact ties included")
+
+
+def exercise_3_4(split_linear) -> None:
+    """Check ``split_linear(linear, rank)``: an ``nn.Sequential`` of two ``nn.Linear``
+    layers (``in → rank`` without bias, then ``rank → out`` with the original bias) whose
+    product is the rank-``rank`` truncated SVD of ``linear.weight``; ``linear`` unchanged."""
+    from .layers import LowRankLinear
+
+    exercise = "3.4"
+    generator = torch.Generator().manual_seed(3)
+    for n_in, n_out, rank in [(12, 8, 8), (20, 10, 3), (6, 9, 2)]:
+        torch.manual_seed(n_in + n_out)
+        linear = nn.Linear(n_in, n_out).double()
+        before = {k: v.clone() for k, v in linear.state_dict().items()}
+        case = f"nn.Linear({n_in}, {n_out}) in float64, rank={rank}"
+        got = _call(exercise, split_linear, case, linear, rank)
+        layers = list(got.children()) if isinstance(got, nn.Sequential) else []
+        if len(layers) != 2 or not all(isinstance(layer, nn.Linear) for layer in layers):
+            raise _failed(exercise, case, "nn.Sequential(nn.Linear, nn.Linear)", got,
+                          "return nn.Sequential(first, second) with two nn.Linear layers")
+        first, second = layers
+        shapes = (tuple(first.weight.shape), tuple(second.weight.shape))
+        if shapes != ((rank, n_in), (n_out, rank)):
+            raise _failed(exercise, case, f"weights of shapes {((rank, n_in), (n_out, rank))}",
+                          shapes, "first maps in_features → rank, second rank → out_features")
+        if any(not torch.equal(before[k], v) for k, v in linear.state_dict().items()):
+            raise _failed(exercise, case, "linear unchanged", "linear's weights changed",
+                          "build new layers; never change the caller's layer")
+        x = torch.randn(5, n_in, generator=generator, dtype=torch.float64)
+        with torch.no_grad():
+            expected = LowRankLinear.from_linear(linear, rank)(x)
+            output = got(x)
+        if not torch.allclose(output, expected, atol=1e-8):
+            if first.bias is not None:
+                hint = "the bias is added once, at the end: first has bias=False"
+            elif second.bias is None:
+                hint = "second must carry the original bias"
+            else:
+                hint = ("first.weight = diag(S_r) @ Vh_r (or √S·Vh_r), second.weight = U_r (or "
+                        "U_r·√S): their product must be the truncated SVD of linear.weight")
+            error = (output - expected).abs().max().item()
+            raise _failed(exercise, case, "outputs equal to the rank-r factorization",
+                          f"max abs difference {error:.3g}", hint)
+    _passed(exercise, "two Linear layers reproduce the truncated SVD (full rank equals the "
+                      "dense layer), the original is unchanged")
+
+
+def exercise_3_5(rank_for_energy) -> None:
+    """Check ``rank_for_energy(S, energy)``: the smallest ``r`` with
+    ``S[:r]² summed ≥ energy × (all S²) summed``."""
+    exercise = "3.5"
+    S = [3.0, 2.0, 1.0, 1.0, 1.0]  # squares 9, 4, 1, 1, 1 of 16
+    cases = [(S, 0.5, 1), (S, 0.8, 2), (S, 0.8125, 2), (S, 0.9, 4), (S, 1.0, 5), ([1.0], 0.3, 1)]
+    for values, energy, expected in cases:
+        case = f"S={values}, energy={energy}"
+        got = _call(exercise, rank_for_energy, case,
+                    torch.tensor(values, dtype=torch.float64), energy)
+        if _as_number(got) == expected and not isinstance(got, float):
+            continue
+        by_values = next((r for r in range(1, len(values) + 1)
+                          if sum(values[:r]) >= energy * sum(values) - 1e-12), None)
+        if got == by_values and by_values != expected:
+            hint = "energy is measured by the squares of the singular values"
+        elif got == expected - 1:
+            hint = "return the number of values kept (a count), not the index of the last one"
+        elif got == expected + 1:
+            hint = "reaching the target exactly is enough (use >=)"
+        else:
+            hint = ("cumulative sums of S² divided by their total; the first position where "
+                    "that reaches energy, counted from 1")
+        if _as_number(got) == expected:
+            hint = "return an int"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"the energy rank matches on {len(cases)} cases, exact ties included")

@@ -239,3 +239,107 @@ def test_exercise_2_4(capsys):
                         (returns_sequential, "return a new convolution")]:
         with pytest.raises(AssertionError, match=hint):
             checks.exercise_2_4(wrong)
+
+
+# ------------------------------------------------------------------ notebook 03
+from lrlib import svd  # noqa: E402
+from lrlib.layers import LowRankLinear  # noqa: E402
+
+
+def rank_k_reference(W, k):
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    return U[:, :k] @ torch.diag(S[:k]) @ Vh[:k]
+
+
+def test_exercise_3_1(capsys):
+    checks.exercise_3_1(rank_k_reference)
+    assert "✓ Exercise 3.1" in capsys.readouterr().out
+
+    def no_singular_values(W, k):
+        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+        return U[:, :k] @ Vh[:k]
+
+    def returns_factors(W, k):
+        return torch.linalg.svd(W, full_matrices=False)
+
+    for wrong, hint in [(no_singular_values, "singular values are missing"),
+                        (lambda W, k: rank_k_reference(W, min(k + 1, min(W.shape))), "k \\+ 1 terms"),
+                        (returns_factors, "not the factors")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_3_1(wrong)
+
+
+def test_exercise_3_2(capsys):
+    checks.exercise_3_2(lambda S, k: S[k:].pow(2).sum().sqrt().item())
+    assert "✓ Exercise 3.2" in capsys.readouterr().out
+    for wrong, hint in [(lambda S, k: S[k:].pow(2).sum().item(), "square root"),
+                        (lambda S, k: S[k].item() if k < len(S) else 0.0, "spectral-norm"),
+                        (lambda S, k: S[k + 1:].pow(2).sum().sqrt().item(), "indices start at 0")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_3_2(wrong)
+
+
+def test_exercise_3_3(capsys):
+    checks.exercise_3_3(lambda m, n: (m * n - 1) // (m + n))
+    assert "✓ Exercise 3.3" in capsys.readouterr().out
+    for wrong, hint in [(lambda m, n: m * n // (m + n), "inequality is strict"),
+                        (lambda m, n: min(m, n) // 2, "depends on both sizes"),
+                        (lambda m, n: (m * n - 1) / (m + n), "largest integer")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_3_3(wrong)
+
+
+def split_reference(linear, rank):
+    layer = LowRankLinear.from_linear(linear, rank)
+    return nn.Sequential(layer.first, layer.second)
+
+
+def test_exercise_3_4(capsys):
+    checks.exercise_3_4(split_reference)
+    assert "✓ Exercise 3.4" in capsys.readouterr().out
+
+    def bias_on_both(linear, rank):
+        first, second = split_reference(linear, rank)
+        new_first = nn.Linear(first.in_features, first.out_features).double()
+        with torch.no_grad():
+            new_first.weight.copy_(first.weight)
+        return nn.Sequential(new_first, second)
+
+    def no_singular_values(linear, rank):
+        U, S, Vh = torch.linalg.svd(linear.weight.detach(), full_matrices=False)
+        first = nn.Linear(linear.in_features, rank, bias=False).double()
+        second = nn.Linear(rank, linear.out_features).double()
+        with torch.no_grad():
+            first.weight.copy_(Vh[:rank])
+            second.weight.copy_(U[:, :rank])
+            second.bias.copy_(linear.bias)
+        return nn.Sequential(first, second)
+
+    def in_place(linear, rank):
+        result = split_reference(linear, rank)
+        with torch.no_grad():
+            linear.weight.zero_()
+        return result
+
+    for wrong, hint in [(bias_on_both, "bias is added once"), (no_singular_values, "product"),
+                        (in_place, "never change the caller"),
+                        (lambda linear, rank: LowRankLinear.from_linear(linear, rank), "nn.Sequential")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_3_4(wrong)
+
+
+def test_exercise_3_5(capsys):
+    checks.exercise_3_5(svd.rank_for_energy)
+    assert "✓ Exercise 3.5" in capsys.readouterr().out
+
+    def by_values(S, energy):
+        kept = torch.cumsum(S, 0) / S.sum()
+        return int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=S.dtype))) + 1
+
+    def index_not_count(S, energy):
+        return svd.rank_for_energy(S, energy) - 1
+
+    for wrong, hint in [(by_values, "squares"), (index_not_count, "a count"),
+                        (lambda S, e: float(svd.rank_for_energy(S, e)), "return an int")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_3_5(wrong)
