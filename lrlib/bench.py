@@ -109,14 +109,16 @@ class _EvalMode:
         self.saved_threads = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        self.was_training = isinstance(self.model, nn.Module) and self.model.training
-        if isinstance(self.model, nn.Module):
+        # frozen TorchScript modules have no training flag: there is nothing to switch
+        self.switch = isinstance(self.model, nn.Module) and hasattr(self.model, "training")
+        if self.switch:
+            self.was_training = self.model.training
             self.model.eval()
         return self
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.saved_threads)
-        if isinstance(self.model, nn.Module):
+        if self.switch:
             self.model.train(self.was_training)
         return False
 

@@ -16,6 +16,7 @@ Introduced in notebook ``02_compression_vs_optimization``.
 from __future__ import annotations
 
 import io
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -66,14 +67,16 @@ def count_flops(model, example_input) -> int:
     model in eval mode, which is restored afterwards.
     """
     inputs = _inputs(example_input)
-    was_training = isinstance(model, nn.Module) and model.training
-    if isinstance(model, nn.Module):
+    # frozen TorchScript modules have no training flag: there is nothing to switch
+    switch = isinstance(model, nn.Module) and hasattr(model, "training")
+    was_training = switch and model.training
+    if switch:
         model.eval()
     try:
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(*inputs)
     finally:
-        if isinstance(model, nn.Module):
+        if switch:
             model.train(was_training)
     return int(counter.get_total_flops())
 
@@ -159,8 +162,9 @@ def layer_table(model: nn.Module, example_input, *, repeats: int = 20,
     """Parameters, FLOPs and measured time of every leaf layer of ``model``.
 
     Time per layer is measured with forward hooks (a clock read before and after each
-    leaf module) over ``repeats`` calls after ``warmup`` calls; ``share`` divides it by the
-    time of the whole forward call measured without hooks.
+    leaf module) over ``repeats`` calls after ``warmup`` calls, and summarized by the
+    median (one slow call does not distort it); ``share`` divides it by the median time
+    of the whole forward call measured without hooks.
     """
     _check_module(model)
     inputs = _inputs(example_input)
@@ -180,20 +184,20 @@ def layer_table(model: nn.Module, example_input, *, repeats: int = 20,
         flops = {name: int(sum(flop_counts.get(f"{root}.{name}", {}).values()))
                  for name, _ in leaves}
 
-        started, spent = {}, {name: 0.0 for name, _ in leaves}
+        # per call, the time each leaf layer took: spent[name][call]
+        started, spent = {}, {name: [] for name, _ in leaves}
         handles = []
         for name, module in leaves:
             handles.append(module.register_forward_pre_hook(
                 lambda m, args, n=name: started.__setitem__(n, time.perf_counter_ns())))
             handles.append(module.register_forward_hook(
-                lambda m, args, out, n=name: spent.__setitem__(
-                    n, spent[n] + time.perf_counter_ns() - started[n])))
+                lambda m, args, out, n=name: spent[n].append(time.perf_counter_ns() - started[n])))
         try:
             with torch.inference_mode():
                 for _ in range(warmup):
                     model(*inputs)
-                for name in spent:
-                    spent[name] = 0.0
+                for times in spent.values():
+                    times.clear()
                 for _ in range(repeats):
                     model(*inputs)
         finally:
@@ -201,14 +205,17 @@ def layer_table(model: nn.Module, example_input, *, repeats: int = 20,
                 handle.remove()
 
         with torch.inference_mode():
-            timer = benchmark.Timer("model(*inputs)", globals={"model": model, "inputs": inputs})
+            timer = benchmark.Timer("model(*inputs)", globals={"model": model, "inputs": inputs},
+                                    num_threads=torch.get_num_threads())
             total_ms = timer.blocked_autorange(min_run_time=0.2).median * 1e3
     finally:
         model.train(was_training)
 
     rows = []
     for name, module in leaves:
-        time_ms = spent[name] / repeats / 1e6
+        # a layer called several times per forward (shared) adds up its calls
+        calls_per_forward = max(1, len(spent[name]) // repeats)
+        time_ms = statistics.median(spent[name]) * calls_per_forward / 1e6 if spent[name] else 0.0
         rows.append({
             "name": name,
             "type": type(module).__name__,
@@ -253,8 +260,9 @@ def machine_roofline(*, matmul_size: int = 1024, copy_megabytes: int = 256,
     * memory bandwidth: copying a tensor of ``copy_megabytes`` MB into another, which
       reads and writes each byte once (``2 × size`` bytes moved).
 
-    The copy is far larger than the caches, so it measures main memory. Both are measured
-    with ``torch.utils.benchmark.Timer`` (median of blocks).
+    The copy is far larger than the caches, so it measures main memory. Both are timed
+    with ``torch.utils.benchmark.Timer`` and the *best* block is kept: a peak is what the
+    machine can reach, and slower blocks only show interference from other work.
     """
     for name, value in (("matmul_size", matmul_size), ("copy_megabytes", copy_megabytes)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -268,7 +276,7 @@ def machine_roofline(*, matmul_size: int = 1024, copy_megabytes: int = 256,
         b = torch.randn(matmul_size, matmul_size, generator=generator).to(dtype)
         matmul = benchmark.Timer("torch.mm(a, b)", globals={"a": a, "b": b, "torch": torch},
                                  num_threads=torch.get_num_threads())
-        seconds = matmul.blocked_autorange(min_run_time=min_run_time).median
+        seconds = min(matmul.blocked_autorange(min_run_time=min_run_time).times)
         peak = 2 * matmul_size ** 3 / seconds / 1e9
 
         element_bytes = torch.empty((), dtype=dtype).element_size()
@@ -277,7 +285,7 @@ def machine_roofline(*, matmul_size: int = 1024, copy_megabytes: int = 256,
         copy = benchmark.Timer("target.copy_(source)",
                                globals={"target": target, "source": source},
                                num_threads=torch.get_num_threads())
-        seconds = copy.blocked_autorange(min_run_time=min_run_time).median
+        seconds = min(copy.blocked_autorange(min_run_time=min_run_time).times)
         bandwidth = 2 * count * element_bytes / seconds / 1e9
         used = torch.get_num_threads()
     finally:

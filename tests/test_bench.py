@@ -246,3 +246,14 @@ def test_simulation_rejects_bad_settings(kwargs, error, match):
     with pytest.raises(error, match=match):
         bench.simulate_server(arguments.pop("service_ms"), arguments.pop("arrival_rate"),
                               **arguments)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_frozen_torchscript_modules_can_be_measured_and_counted():
+    from lrlib import profile
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU()).eval()
+    frozen = torch.jit.freeze(torch.jit.script(model))
+    x = torch.zeros(2, 8)
+    assert bench.measure_latency(frozen, x, **FAST).batch_size == 2
+    assert profile.count_flops(frozen, x) == 2 * 2 * 8 * 16
