@@ -169,10 +169,13 @@ class LatencyResult:
 
     ``median_ms`` comes from ``torch.utils.benchmark`` (blocks of calls); the mean, the
     percentiles and the interquartile range come from ``samples_ms``, the calls timed one
-    by one.
+    by one, right after. ``sample_median_ms`` is the median of those samples: compare the
+    percentiles with it. The two medians differ by the noise between the two phases, so on
+    a busy machine a p95 can even come out below ``median_ms``.
     """
 
     median_ms: float
+    sample_median_ms: float
     mean_ms: float
     p90_ms: float
     p95_ms: float
@@ -272,6 +275,7 @@ def measure_latency(
     samples = np.asarray(samples_ms)
     return LatencyResult(
         median_ms=float(median_ms),
+        sample_median_ms=percentile(samples, 50),
         mean_ms=float(samples.mean()),
         p90_ms=percentile(samples, 90),
         p95_ms=percentile(samples, 95),

@@ -201,7 +201,7 @@ def compress(model: nn.Module, *, rank, method: str = "svd", include=None, exclu
         if not bool(torch.isfinite(weight).all()):
             raise ValueError(f"layer {name!r} has NaN or Inf weights; cannot factorize it")
         m, n = weight.shape
-        singular_values = torch.linalg.svdvals(weight.double())
+        U, singular_values, Vh = torch.linalg.svd(weight.double(), full_matrices=False)
         chosen, note = _choose_rank(rule, weight, singular_values)
         bias = linear.out_features if linear.bias is not None else 0
         row = {"layer": name, "shape": (m, n), "rank": chosen,
@@ -210,7 +210,11 @@ def compress(model: nn.Module, *, rank, method: str = "svd", include=None, exclu
             row.update(params_after=row["params_before"], flops_after=row["flops_before"],
                        relative_error=0.0, note=note)
         else:
-            layer = LowRankLinear.from_linear(linear, chosen, method=method, seed=seed)
+            if method == "svd":  # reuse the SVD computed above
+                layer = LowRankLinear.from_svd(U, singular_values, Vh, linear.bias, rank=chosen,
+                                               dtype=weight.dtype)
+            else:
+                layer = LowRankLinear.from_linear(linear, chosen, method=method, seed=seed)
             with torch.no_grad():
                 error = torch.linalg.matrix_norm(layer.to_dense().weight.double() - weight.double())
             row.update(params_after=layer.params, flops_after=layer.flops,

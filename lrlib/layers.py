@@ -83,6 +83,27 @@ class LowRankLinear(nn.Module):
             U, S, Vh = truncated_svd(weight.double(), rank)
         else:
             U, S, Vh = randomized_svd(weight.double(), rank, seed=seed)
+        return cls.from_svd(U, S, Vh, linear.bias, rank=rank, split=split, dtype=weight.dtype)
+
+    @classmethod
+    def from_svd(cls, U, S, Vh, bias=None, *, rank: int, split: str = "balanced",
+                 dtype=None) -> "LowRankLinear":
+        """Build the layer from an SVD ``W = U diag(S) Vh`` computed beforehand.
+
+        Useful in a sweep over ranks: compute the SVD of a weight once, then slice it for
+        every rank. The first ``rank`` singular triplets are used; ``bias`` (a tensor or
+        None) is copied; ``dtype`` defaults to ``U``'s.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if (U.ndim != 2 or S.ndim != 1 or Vh.ndim != 2
+                or U.shape[1] != len(S) or len(S) != Vh.shape[0]):
+            raise ValueError(f"U, S, Vh must have shapes (m, k), (k,), (k, n); got "
+                             f"{tuple(U.shape)}, {tuple(S.shape)}, {tuple(Vh.shape)}")
+        check_rank(rank, (U.shape[0], Vh.shape[1]))
+        if rank > len(S):
+            raise ValueError(f"rank must be at most the {len(S)} singular values given, got {rank}")
+        U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
         if split == "balanced":
             root = S.sqrt()
             first, second = root[:, None] * Vh, U * root
@@ -91,13 +112,13 @@ class LowRankLinear(nn.Module):
         else:
             first, second = S[:, None] * Vh, U
 
-        layer = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None,
-                    device=weight.device, dtype=weight.dtype)
+        layer = cls(Vh.shape[1], U.shape[0], rank, bias=bias is not None,
+                    device=U.device, dtype=dtype or U.dtype)
         with torch.no_grad():
             layer.first.weight.copy_(first)
             layer.second.weight.copy_(second)
-            if linear.bias is not None:
-                layer.second.bias.copy_(linear.bias)
+            if bias is not None:
+                layer.second.bias.copy_(bias)
         return layer
 
     def to_dense(self) -> nn.Linear:

@@ -60,6 +60,7 @@ def test_measure_latency_of_a_known_delay():
     assert 3.0 <= min(result.samples_ms)
     assert result.p90_ms <= result.p95_ms <= result.p99_ms
     assert result.p99_ms == pytest.approx(np.percentile(result.samples_ms, 99))
+    assert result.sample_median_ms == pytest.approx(np.median(result.samples_ms))
     assert result.mean_ms == pytest.approx(np.mean(result.samples_ms))
     assert result.n_samples == len(result.samples_ms) >= 20
     assert result.batch_size == 4

@@ -132,3 +132,17 @@ def test_bad_arguments():
         dense.weight[0, 0] = math.inf
     with pytest.raises(ValueError, match="NaN or Inf"):
         LowRankLinear.from_linear(dense, 2)
+
+
+def test_from_svd_reuses_one_decomposition_for_many_ranks():
+    dense = _linear(30, 20, torch.float64)
+    U, S, Vh = torch.linalg.svd(dense.weight.detach(), full_matrices=False)
+    for rank in (1, 5, 20):
+        from_svd = LowRankLinear.from_svd(U, S, Vh, dense.bias, rank=rank)
+        from_linear = LowRankLinear.from_linear(dense, rank)
+        x = torch.randn(3, 30, dtype=torch.float64)
+        assert torch.allclose(from_svd(x), from_linear(x), atol=1e-10)
+    with pytest.raises(ValueError, match="shapes"):
+        LowRankLinear.from_svd(U, S[:3], Vh, rank=2)
+    with pytest.raises(ValueError, match="shapes"):
+        LowRankLinear.from_svd(U, S, Vh[:3], rank=2)

@@ -81,3 +81,31 @@ def test_student_notebook_has_no_outputs_and_stubbed_exercises(path):
         assert ("raises-exception" in tags) == is_exercise
         if is_exercise:
             assert 'raise NotImplementedError("Exercise ' in source
+
+
+def _course_map_status(path):
+    """{notebook name: status cell} from the course-map table of a Markdown file."""
+    status = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\| (\d\d) \| `(\d\d_\w+)` \|.*\| ([^|]+) \|\s*$", line)
+        if match:
+            status[match.group(2)] = match.group(3).strip()
+    return status
+
+
+@pytest.mark.parametrize("document", ["README.md", "lessons/README.md"])
+def test_course_maps_mark_exactly_the_existing_notebooks_ready(document):
+    status = _course_map_status(ROOT / document)
+    assert len(status) == 8, f"{document}: the course map should list notebooks 00-07"
+    existing = {p.stem for p in SOLUTIONS}
+    for name, cell in status.items():
+        assert cell.startswith("ready") == (name in existing), f"{document}: {name} is '{cell}'"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_every_notebook_has_a_lesson_guide(path):
+    guide = ROOT / "lessons" / f"{path.stem}.md"
+    assert guide.exists(), f"lessons/{path.stem}.md is missing"
+    text = guide.read_text(encoding="utf-8")
+    for heading in ("objectives", "90-minute", "formulas", "mistakes", "xtension", "reading"):
+        assert heading.lower() in text.lower(), f"{guide.name} lacks a section on '{heading}'"
