@@ -549,9 +549,9 @@ def simulate_server(
         median_ms=percentile(latencies, 50),
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
-        throughput=n_requests / (horizon_ms / 1e3),
-        utilisation=busy_ms / horizon_ms,
+        throughput=float(n_requests / (horizon_ms / 1e3)),
+        utilisation=float(busy_ms / horizon_ms),
         mean_batch_size=float(np.mean(batch_sizes)),
-        mean_in_system=area / horizon_ms,
+        mean_in_system=float(area / horizon_ms),
         latencies_ms=tuple(float(x) for x in latencies),
     )
