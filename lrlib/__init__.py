@@ -15,11 +15,12 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.svd``     -- truncated and randomized SVD, Eckart–Young, rank rules (03)
 * ``lrlib.layers``  -- factorized layers: LowRankLinear (03)
 * ``lrlib.compress`` -- replace a model's layers by factorized ones, with a report (03)
+* ``lrlib.tensor``  -- unfold/fold, mode-n product, Khatri–Rao, CP-ALS, HOSVD, HOOI, VBMF (04)
 """
 
 __version__ = "0.1.0"
 
-from . import bench, checks, compress, data, env, layers, models, optimize, profile, svd, train, viz  # noqa: E402
+from . import bench, checks, compress, data, env, layers, models, optimize, profile, svd, tensor, train, viz  # noqa: E402
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
 from .layers import LowRankLinear  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "optimize",
     "profile",
     "svd",
+    "tensor",
     "train",
     "viz",
     "CLASS_NAMES",
