@@ -343,3 +343,91 @@ def test_exercise_3_5(capsys):
                         (lambda S, e: float(svd.rank_for_energy(S, e)), "return an int")]:
         with pytest.raises(AssertionError, match=hint):
             checks.exercise_3_5(wrong)
+
+
+# ------------------------------------------------------------------ notebook 04
+from lrlib import tensor  # noqa: E402
+
+
+def als_update_reference(T, factors, mode):
+    rank = factors[0].shape[1]
+    gram = torch.ones(rank, rank, dtype=T.dtype)
+    for k, factor in enumerate(factors):
+        if k != mode:
+            gram = gram * (factor.T @ factor)
+    others = [factors[k] for k in reversed(range(T.ndim)) if k != mode]
+    return tensor.unfold(T, mode) @ tensor.khatri_rao(others) @ torch.linalg.pinv(gram)
+
+
+def test_exercise_4_1(capsys):
+    checks.exercise_4_1(tensor.unfold)
+    assert "✓ Exercise 4.1" in capsys.readouterr().out
+    for wrong, hint in [(lambda T, m: T.movedim(m, 0).reshape(T.shape[m], -1), "C-order"),
+                        (lambda T, m: T.reshape(T.shape[m], -1), "row i_n|C-order"),
+                        (lambda T, m: T.movedim(m, 0).reshape(-1, T.shape[m]), "I_n = ")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_4_1(wrong)
+
+
+def test_exercise_4_2(capsys):
+    checks.exercise_4_2(tensor.mode_dot)
+    assert "✓ Exercise 4.2" in capsys.readouterr().out
+    for wrong, hint in [(lambda T, M, m: torch.tensordot(M, T, dims=([1], [m])), "movedim"),
+                        (lambda T, M, m: T, "shape of T with size J|unfold")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_4_2(wrong)
+
+
+def test_exercise_4_3(capsys):
+    checks.exercise_4_3(als_update_reference)
+    assert "✓ Exercise 4.3" in capsys.readouterr().out
+
+    def no_inverse(T, factors, mode):
+        others = [factors[k] for k in reversed(range(T.ndim)) if k != mode]
+        return tensor.unfold(T, mode) @ tensor.khatri_rao(others)
+
+    def forward_order(T, factors, mode):
+        rank = factors[0].shape[1]
+        gram = torch.ones(rank, rank, dtype=T.dtype)
+        for k, factor in enumerate(factors):
+            if k != mode:
+                gram = gram * (factor.T @ factor)
+        others = [factors[k] for k in range(T.ndim) if k != mode]
+        return tensor.unfold(T, mode) @ tensor.khatri_rao(others) @ torch.linalg.pinv(gram)
+
+    def normalized(T, factors, mode):
+        result = als_update_reference(T, factors, mode)
+        return result / result.norm(dim=0)
+
+    for wrong, hint in [(no_inverse, "pinv"), (forward_order, "LAST mode"),
+                        (normalized, "before normalizing")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_4_3(wrong)
+
+
+def test_exercise_4_4(capsys):
+    def reference(T, ranks):
+        result = tensor.hosvd(T, ranks)
+        return result.core, result.factors
+
+    checks.exercise_4_4(reference)
+    assert "✓ Exercise 4.4" in capsys.readouterr().out
+
+    def trailing_vectors(T, ranks):
+        factors = []
+        for mode, rank in enumerate(ranks):
+            U, _, _ = torch.linalg.svd(tensor.unfold(T, mode), full_matrices=False)
+            factors.append(U[:, -rank:])
+        core = T
+        for mode, factor in enumerate(factors):
+            core = tensor.mode_dot(core, factor.T, mode)
+        return core, factors
+
+    def not_orthonormal(T, ranks):
+        core, factors = reference(T, ranks)
+        return core, [2 * f for f in factors]
+
+    for wrong, hint in [(trailing_vectors, "LEADING"), (not_orthonormal, "orthonormal"),
+                        (lambda T, r: tensor.hosvd(T, r), "return core, factors")]:
+        with pytest.raises(AssertionError, match=hint):
+            checks.exercise_4_4(wrong)
