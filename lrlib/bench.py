@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from ._table import html_table, text_table
+
 __all__ = [
     "percentile",
     "LatencyResult",
@@ -364,21 +366,13 @@ class Comparison:
         ]
 
     def __str__(self) -> str:
-        cells = [list(self.columns)] + self._cells()
-        widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                           for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return text_table(self.columns, self._cells())
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>"
-                       for r in self._cells())
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return html_table(self.columns, self._cells())
 
 
 def compare(models: dict, example_input, **measure_kwargs) -> Comparison:

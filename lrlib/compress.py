@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._table import html_table, text_table
 from .layers import METHODS, LowRankLinear
 from .svd import break_even_rank, rank_for_energy, rank_for_params
 
@@ -95,22 +96,13 @@ class CompressionReport:
         return cells
 
     def __str__(self) -> str:
-        cells = [list(self.columns)] + self._cells()
-        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) if i in (0, 1, 8) else c.rjust(w)
-                           for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-                 for row in cells]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return text_table(self.columns, self._cells(), left_aligned=(0, 1, 8))
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
-                       for row in self._cells())
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return html_table(self.columns, self._cells())
 
 
 def _selected(name: str, include, exclude) -> bool:

@@ -25,6 +25,8 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
+from ._table import html_table, text_table
+
 __all__ = [
     "count_params",
     "count_flops",
@@ -133,23 +135,15 @@ class LayerTable:
     columns = ("layer", "type", "params", "MFLOPs", "ms", "time share")
 
     def __str__(self) -> str:
-        cells = [list(self.columns)] + self._cells()
-        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                           for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"whole forward: {self.total_ms:.3f} ms")
-        return "\n".join(lines)
+        table = text_table(self.columns, self._cells(), left_aligned=(0, 1))
+        return f"{table}\nwhole forward: {self.total_ms:.3f} ms"
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
-                       for row in self._cells())
-        return (f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                f"<p>whole forward: {self.total_ms:.3f} ms</p>")
+        table = html_table(self.columns, self._cells())
+        return f"{table}<p>whole forward: {self.total_ms:.3f} ms</p>"
 
 
 def _leaf_modules(model: nn.Module) -> list:
