@@ -291,7 +291,7 @@ def cp_als(T: torch.Tensor, rank: int, *, n_iter_max: int = 100, tol: float = 1e
         factors.append(factor)
     weights = torch.ones(rank, dtype=T.dtype, device=T.device)
 
-    norm_squared = float(torch.sum(T * T))
+    norm_squared = float(torch.sum(T.double() ** 2))
     norm = math.sqrt(norm_squared)
     identity = torch.eye(rank, dtype=T.dtype, device=T.device)
     rec_errors, converged, iteration = [], False, 0
@@ -305,10 +305,13 @@ def cp_als(T: torch.Tensor, rank: int, *, n_iter_max: int = 100, tol: float = 1e
             factor = torch.linalg.solve(gram + ridge * identity, mttkrp.T).T
             weights = torch.linalg.vector_norm(factor, dim=0)
             factors[mode] = factor / torch.where(weights > 0, weights, torch.ones_like(weights))
-        # ‖X − X̂‖² = ‖X‖² − 2⟨X, X̂⟩ + ‖X̂‖², all from the last mode's quantities
-        inner = float(torch.sum(weights * torch.sum(factors[-1] * mttkrp, dim=0)))
-        gram_all = gram * (factors[-1].T @ factors[-1])
-        model_norm_squared = float(weights @ gram_all @ weights)
+        # ‖X − X̂‖² = ‖X‖² − 2⟨X, X̂⟩ + ‖X̂‖², all from the last mode's quantities. The
+        # three terms nearly cancel, so they are summed in float64 even for float32 input:
+        # otherwise rounding makes the error jitter and the tol test stop too early.
+        last, w = factors[-1].double(), weights.double()
+        inner = float(torch.sum(w * torch.sum(last * mttkrp.double(), dim=0)))
+        gram_all = gram.double() * (last.T @ last)
+        model_norm_squared = float(w @ gram_all @ w)
         error = math.sqrt(max(norm_squared - 2 * inner + model_norm_squared, 0.0)) / norm
         rec_errors.append(error)
         if len(rec_errors) > 1 and abs(rec_errors[-2] - rec_errors[-1]) < tol:
@@ -364,8 +367,8 @@ def _project(T: torch.Tensor, factors, skip=None) -> torch.Tensor:
 
 
 def _tucker_error(norm_squared: float, core: torch.Tensor) -> float:
-    """With orthonormal factors, ``‖X − X̂‖² = ‖X‖² − ‖G‖²``."""
-    return math.sqrt(max(norm_squared - float(torch.sum(core * core)), 0.0) / norm_squared)
+    """With orthonormal factors, ``‖X − X̂‖² = ‖X‖² − ‖G‖²`` (summed in float64)."""
+    return math.sqrt(max(norm_squared - float(torch.sum(core.double() ** 2)), 0.0) / norm_squared)
 
 
 def hosvd(T: torch.Tensor, ranks) -> TuckerResult:
@@ -383,7 +386,7 @@ def hosvd(T: torch.Tensor, ranks) -> TuckerResult:
         unfolded = unfold(T, mode)
         factors.append(_leading_eigenvectors(unfolded @ unfolded.T, rank))
     core = _project(T, factors)
-    error = _tucker_error(float(torch.sum(T * T)), core)
+    error = _tucker_error(float(torch.sum(T.double() ** 2)), core)
     return TuckerResult(core, factors, [error], n_iter=0, converged=True)
 
 
@@ -425,7 +428,7 @@ def tucker_hooi(T: torch.Tensor, ranks, *, n_iter_max: int = 100, tol: float = 1
                 result = mode_dot(result, factors[mode].T, mode)
         return result
 
-    norm_squared = float(torch.sum(T * T))
+    norm_squared = float(torch.sum(T.double() ** 2))
     rec_errors, converged, iteration = [], False, 0
     for iteration in range(1, n_iter_max + 1):
         for mode in reduced:
