@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from ._table import html_table, text_table
+from .profile import _inputs as _inputs_tuple
 
 __all__ = [
     "percentile",
@@ -74,16 +75,6 @@ def _check_positive(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
-
-
-def _inputs_tuple(example_input) -> tuple:
-    inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
-    if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
-        raise TypeError(
-            "example_input must be a tensor or a tuple of tensors, got "
-            f"{type(example_input).__name__}"
-        )
-    return tuple(inputs)
 
 
 def _model_device(model) -> torch.device | None:

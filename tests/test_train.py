@@ -16,6 +16,20 @@ def _toy_problem(n=256, seed=0):
     return inputs, labels
 
 
+@pytest.fixture
+def learning_rates(monkeypatch):
+    """The learning rate of every Adam step taken while the test runs."""
+    seen = []
+    original_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    return seen
+
+
 def test_fit_learns_a_separable_problem_and_reports_history():
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
@@ -111,15 +125,8 @@ def test_progress_bar_is_drawn_when_asked(capsys):
     assert "epoch 1/1" in capsys.readouterr().err
 
 
-def test_cosine_schedule_ends_near_zero_and_bad_schedule_raises(monkeypatch):
-    seen = []
-    original_step = torch.optim.Adam.step
-
-    def recording_step(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+def test_cosine_schedule_ends_near_zero_and_bad_schedule_raises(learning_rates):
+    seen = learning_rates
     train.fit(nn.Linear(2, 2), _toy_problem(64), epochs=2, lr=0.1, batch_size=16,
               schedule="cosine", progress=False)
     assert len(seen) == 8
@@ -130,7 +137,7 @@ def test_cosine_schedule_ends_near_zero_and_bad_schedule_raises(monkeypatch):
         train.fit(nn.Linear(2, 2), _toy_problem(8), schedule="step")
 
 
-def test_fine_tune_recovers_a_damaged_model_with_a_falling_learning_rate(monkeypatch):
+def test_fine_tune_recovers_a_damaged_model_with_a_falling_learning_rate(learning_rates):
     inputs, labels = _toy_problem(256)
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
@@ -138,14 +145,8 @@ def test_fine_tune_recovers_a_damaged_model_with_a_falling_learning_rate(monkeyp
     with torch.no_grad():
         model.weight.mul_(-0.2)  # damage it, as a crude compression would
     damaged = train.evaluate(model, (inputs, labels)).accuracy
-    seen = []
-    original_step = torch.optim.Adam.step
-
-    def recording_step(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
-        return original_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    seen = learning_rates
+    seen.clear()  # only the fine-tuning steps from here on
     history = train.fine_tune(model, (inputs, labels), epochs=3, lr=0.05, progress=False)
     assert len(history) == 3 and seen[0] == pytest.approx(0.05) and seen[-1] < 0.01
     assert train.evaluate(model, (inputs, labels)).accuracy > max(damaged, 0.95)
