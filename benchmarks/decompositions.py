@@ -6,7 +6,8 @@ For each tensor (trained and random conv kernels, and low-rank-plus-noise 3-way 
 it runs CP-ALS and Tucker (HOOI) in lrlib and in TensorLy (NumPy backend; TensorLy's
 ``parafac`` and ``tucker`` with ``init="svd"``, the same rank, ``n_iter_max`` and ``tol``
 as lrlib's ``cp_als(init="svd")`` and ``tucker_hooi(init="hosvd")``), in float32 like the
-weights, and prints
+weights, and prints (lrlib's CP runs with its default ``linesearch=True``; TensorLy's
+``parafac`` defaults to no line search, and that is what a user of each gets)
 
 * error ratio = lrlib's relative reconstruction error / TensorLy's  (goal ≤ 1.00)
 * time ratio  = lrlib's seconds / TensorLy's                        (goal ≤ 0.5)

@@ -107,6 +107,39 @@ def test_cp_als_is_as_good_as_tensorly(shape, rank):
     assert ours.rec_errors[-1] <= errors[-1] * 1.001
 
 
+def test_cp_svd_init_fills_modes_smaller_than_the_rank_from_the_data():
+    """A (16, 12, 3, 3) kernel at rank 8: the 3-element modes have only 3 singular vectors,
+    so their other columns come from the large modes, not from the seed."""
+    X = _random((16, 12, 3, 3), seed=4)
+    first = tensor.cp_als(X, 8, n_iter_max=20, seed=0)
+    second = tensor.cp_als(X, 8, n_iter_max=20, seed=1)
+    assert first.rec_errors == second.rec_errors
+    for a, b in zip(first.factors, second.factors):
+        assert torch.equal(a, b)
+
+
+def test_cp_linesearch_reaches_a_lower_error_in_the_same_number_of_sweeps():
+    from lrlib.models import load_reference
+
+    kernel = load_reference("cnn").conv3.weight.detach().double()
+    plain = tensor.cp_als(kernel, 16, n_iter_max=40, tol=0, linesearch=False)
+    searched = tensor.cp_als(kernel, 16, n_iter_max=40, tol=0, linesearch=True)
+    assert searched.rec_errors[-1] < plain.rec_errors[-1]
+    true = torch.linalg.vector_norm(kernel - searched.to_tensor()) / torch.linalg.vector_norm(kernel)
+    assert searched.rec_errors[-1] == pytest.approx(float(true), rel=1e-8)
+
+
+def test_float32_runs_stop_when_rounding_outweighs_progress():
+    """HOOI never increases the error in exact arithmetic; in float32 the computed error
+    jitters by about 1e-6, so a tol of 1e-12 cannot be met and the run stops at the jitter."""
+    signal = tensor.tucker_to_tensor(_random((5, 5, 5), 5), [_random((n, 5), n) for n in (30, 35, 40)])
+    X = (signal / signal.norm() + 0.1 * _random((30, 35, 40), 6) / 210).float()
+    result = tensor.tucker_hooi(X, (5, 5, 5), n_iter_max=100, tol=1e-12)
+    assert result.converged and result.n_iter < 100
+    exact = tensor.tucker_hooi(X.double(), (5, 5, 5), n_iter_max=100, tol=1e-12)
+    assert result.rec_errors[-1] == pytest.approx(exact.rec_errors[-1], abs=1e-5)
+
+
 def test_degenerate_cp_is_detected_and_ridge_helps():
     """The classic degenerate case (Kruskal et al. 1989; de Silva & Lim 2008): a rank-3
     tensor a∘a∘b + a∘b∘a + b∘a∘a has no best rank-2 approximation."""
@@ -179,6 +212,7 @@ def test_parameter_counts():
     (lambda: tensor.cp_als(_random((2, 3)), 0), ValueError, "rank must be a positive int"),
     (lambda: tensor.cp_als(_random((2, 3)), 2, init="hosvd"), ValueError, "init must be 'svd' or 'random'"),
     (lambda: tensor.cp_als(_random((2, 3)), 2, ridge=-1), ValueError, "ridge"),
+    (lambda: tensor.cp_als(_random((2, 3)), 2, linesearch="yes"), TypeError, "linesearch"),
     (lambda: tensor.hosvd(_random((2, 3)), (3, 1)), ValueError, r"ranks\[0\] must be an int between 1 and 2"),
     (lambda: tensor.tucker_hooi(_random((2, 3)), (1,)), ValueError, "one entry per mode"),
     (lambda: tensor.cp_als(torch.ones(2, 2, dtype=torch.int64), 1), TypeError, "floating-point"),
