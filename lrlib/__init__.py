@@ -13,22 +13,24 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.profile`` -- parameters, FLOPs, bytes, per-layer time, the roofline (02)
 * ``lrlib.optimize`` -- optimizations that keep the maths, e.g. BatchNorm folding (02)
 * ``lrlib.svd``     -- truncated and randomized SVD, Eckart–Young, rank rules (03)
-* ``lrlib.layers``  -- factorized layers: LowRankLinear (03)
+* ``lrlib.layers``  -- factorized layers: LowRankLinear (03), SVDConv2d, Tucker2Conv2d, CPConv2d (05)
 * ``lrlib.compress`` -- replace a model's layers by factorized ones, with a report (03)
 * ``lrlib.tensor``  -- unfold/fold, mode-n product, Khatri–Rao, CP-ALS, HOSVD, HOOI, VBMF (04)
+* ``lrlib.blocks``  -- 1×1 convolutions: Fire, depthwise separable, bottleneck (06)
 """
 
 __version__ = "0.1.0"
 
-from . import bench, checks, compress, data, env, layers, models, optimize, profile, svd, tensor, train, viz  # noqa: E402
+from . import bench, blocks, checks, compress, data, env, layers, models, optimize, profile, svd, tensor, train, viz  # noqa: E402
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
-from .layers import LowRankLinear  # noqa: E402
+from .layers import CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d  # noqa: E402
 from .train import EvalResult, evaluate, fine_tune, fit  # noqa: E402
 
 __all__ = [
     "__version__",
     "bench",
+    "blocks",
     "checks",
     "compress",
     "data",
@@ -53,4 +55,7 @@ __all__ = [
     "fine_tune",
     "fit",
     "LowRankLinear",
+    "SVDConv2d",
+    "Tucker2Conv2d",
+    "CPConv2d",
 ]
