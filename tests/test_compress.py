@@ -107,7 +107,7 @@ def test_nested_models():
     (0.0, ValueError, r"\(0, 1\]"),
     (True, TypeError, "got True"),
     ("64", TypeError, "got str"),
-    ({"fc9": 4}, ValueError, r"not Linear layers of the model: \['fc9'\]"),
+    ({"fc9": 4}, ValueError, r"not Linear or Conv2d layers of the model: \['fc9'\]"),
     ({"fc1": -1}, ValueError, r"rank\['fc1'\] must be a positive int"),
 ])
 def test_bad_ranks(mlp, rank, error, match):
@@ -131,3 +131,137 @@ def test_other_bad_arguments(mlp):
         broken.fc1.weight[0, 0] = math.nan
     with pytest.raises(ValueError, match="layer 'fc1' has NaN or Inf weights"):
         compress.compress(broken, rank=2)
+
+
+# --------------------------------------------------------------------------- convolutions (lesson 05)
+from lrlib import tensor  # noqa: E402
+from lrlib.layers import CPConv2d, SVDConv2d, Tucker2Conv2d  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return models.load_reference("cnn")
+
+
+def _small_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 24, 1),
+                         nn.ReLU(), nn.Conv2d(24, 32, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+def test_auto_uses_tucker2_for_kxk_svd_for_1x1_and_linear():
+    model = _small_cnn()
+    before = _state(model)
+    compressed, report = compress.compress(model, rank=0.5)
+    assert isinstance(compressed[0], Tucker2Conv2d) and isinstance(compressed[2], SVDConv2d)
+    assert isinstance(compressed[4], Tucker2Conv2d) and isinstance(compressed[8], LowRankLinear)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [row["method"] for row in report.rows] == ["tucker2", "svd", "tucker2", "svd"]
+    for row in report.rows:
+        weights = math.prod(row["shape"])
+        bias = row["shape"][0]
+        assert row["params_after"] - bias <= 0.5 * weights
+
+
+def test_full_rank_tucker2_and_per_layer_methods_keep_the_function():
+    model = _small_cnn()
+    x = torch.randn(2, 3, 12, 12)
+    compressed, report = compress.compress(model, rank={"0": (3, 16), "4": 18, "2": 20},
+                                           method={"4": "cp-fused", "2": "svd"})
+    assert isinstance(compressed[4], CPConv2d) and compressed[4].implementation == "fused"
+    assert report.rows[0]["relative_error"] < 1e-6
+    full, _ = compress.compress(model, rank={"0": (3, 16)})
+    assert torch.allclose(full(x), model(x), atol=1e-5)
+
+
+def test_flops_predicted_and_measured_speedups_with_an_example_input(cnn):
+    x = torch.randn(8, 1, 28, 28)
+    compressed, report = compress.compress(cnn, rank=compress.FlopReduction(4.0), example_input=x,
+                                           include=["conv3", "conv4"], measure_seconds=0.05)
+    for row in report.rows:
+        assert row["flops_before"] == 2 * row["shape"][0] * row["shape"][1] * 9 * {"conv3": 14, "conv4": 7}[row["layer"]] ** 2
+        assert row["flops_after"] <= row["flops_before"] / 4
+        assert row["flops_after"] > row["flops_before"] / 5  # the largest rank within the budget
+        assert row["measured_speedup"] > 0
+    assert "predicted" in str(report) and "×" in str(report)
+    without, plain = compress.compress(cnn, rank=0.3, include=["conv3"])
+    assert plain.rows[0]["flops_before"] is None and plain.rows[0]["measured_speedup"] is None
+    assert "–" in str(plain)
+    with pytest.raises(ValueError, match="FlopReduction on a convolution needs example_input"):
+        compress.compress(cnn, rank=compress.FlopReduction(2.0), include=["conv3"])
+
+
+def test_energy_and_vbmf_rules_for_tucker2(cnn):
+    K = cnn.conv3.weight.detach().double()
+    _, report = compress.compress(cnn, rank=compress.Energy(0.8), include=["conv3"])
+    r_in = svd.rank_for_energy(torch.linalg.svdvals(tensor.unfold(K, 1)), 0.8)
+    r_out = svd.rank_for_energy(torch.linalg.svdvals(tensor.unfold(K, 0)), 0.8)
+    assert report.rows[0]["rank"] == (r_in, r_out)
+    _, report = compress.compress(cnn, rank=compress.VBMF(), include=["conv3"])
+    assert report.rows[0]["rank"] == (tensor.evbmf(tensor.unfold(K, 1))["rank"],
+                                      tensor.evbmf(tensor.unfold(K, 0))["rank"])
+    with pytest.raises(ValueError, match="not for CP"):
+        compress.compress(cnn, rank=compress.Energy(0.8), include=["conv3"], method="cp")
+
+
+def test_compressed_cnn_state_dict_round_trip(cnn):
+    compressed, report = compress.compress(cnn, rank=0.25, include=["conv*"])
+    ranks = {row["layer"]: row["rank"] for row in report.rows if row["rank"] is not None}
+    rebuilt, _ = compress.compress(models.build_reference("cnn"), rank=ranks)
+    rebuilt.load_state_dict(compressed.state_dict())
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(rebuilt.eval()(x), compressed.eval()(x))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"rank": 4, "method": "tucker3"}, ValueError, "method must be one of"),
+    ({"rank": 4, "method": {"conv9": "svd"}}, ValueError, r"not Linear or Conv2d layers of the model: \['conv9'\]"),
+    ({"rank": 4, "method": {"conv2": "pca"}}, ValueError, r"method\['conv2'\] must be one of"),
+    ({"rank": (4, 4, 4)}, ValueError, "pair of positive ints"),
+    ({"rank": compress.FlopReduction}, TypeError, "must be an int, a pair"),
+])
+def test_bad_conv_arguments(cnn, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        compress.compress(cnn, **kwargs)
+
+
+def test_rule_objects_validate_their_argument_and_pairs_need_tucker2(cnn):
+    with pytest.raises(ValueError, match="factor must be a number > 1, got 0.5"):
+        compress.FlopReduction(0.5)
+    _, report = compress.compress(cnn, rank={"conv3": (8, 8), "fc": (2, 2)})
+    rows = {row["layer"]: row for row in report.rows}
+    assert rows["conv3"]["rank"] == (8, 8) and rows["fc"]["rank"] is None
+    assert "needs method 'tucker2'" in rows["fc"]["note"]
+    with pytest.raises(TypeError, match="single nn.Conv2d"):
+        compress.compress(nn.Conv2d(2, 2, 3), rank=1)
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="layer '0' has groups=2"):
+        compress.compress(grouped, rank=1)
+
+
+def test_sensitivity_scan_ranks_layers_and_chooses(cnn):
+    from lrlib import data
+
+    subset = data.fashion_mnist("test")
+    inputs, labels = subset.images[:300], subset.labels[:300]
+    before = _state(cnn)
+    scan = compress.sensitivity_scan(cnn, (inputs, labels), rules=(0.05, 0.5), include=["conv3", "conv4"])
+    assert all(torch.equal(before[k], v) for k, v in cnn.state_dict().items())
+    assert [(row["layer"], row["rule"]) for row in scan.rows] == [
+        ("conv3", 0.05), ("conv3", 0.5), ("conv4", 0.05), ("conv4", 0.5)]
+    for row in scan.rows:
+        assert row["drop"] == pytest.approx(scan.baseline - row["accuracy"])
+    # a layer kept at half its parameters loses less than one kept at 5%
+    assert scan.rows[1]["accuracy"] >= scan.rows[0]["accuracy"]
+    generous = scan.choose(max_drop=1.0)
+    assert generous == {"conv3": 0.05, "conv4": 0.05}
+    strict = scan.choose(max_drop=-0.0)
+    assert set(strict) <= {"conv3", "conv4"}
+    for layer, rule in strict.items():
+        assert any(r["layer"] == layer and r["rule"] == rule and r["drop"] <= 0 for r in scan.rows)
+    assert "dense accuracy" in str(scan)
+    with pytest.raises(ValueError, match="rules must not be empty"):
+        compress.sensitivity_scan(cnn, (inputs, labels), rules=[])
+    with pytest.raises(ValueError, match="max_drop must be a number >= 0"):
+        scan.choose(-1)
