@@ -50,7 +50,7 @@ from .layers import (CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d, check_co
                      conv_output_size, max_cp_rank)
 from .svd import break_even_rank, rank_for_energy
 
-__all__ = ["Energy", "VBMF", "FlopReduction", "CompressionReport", "compress",
+__all__ = ["Energy", "VBMF", "FlopReduction", "CompressionReport", "compress", "choose_ranks",
            "SensitivityScan", "sensitivity_scan", "METHODS", "DEFAULT_CP_IMPLEMENTATION"]
 
 METHODS = ("auto", "svd", "randomized", "tucker2", "cp", "cp-separable", "cp-fused")
@@ -251,6 +251,23 @@ def _choose_ranks(rule, method: str, layer: nn.Module, input_hw):
         return (max(1, evbmf(unfold(weight.double(), 1))["rank"]),
                 max(1, evbmf(unfold(weight.double(), 0))["rank"])), ""
     return max(1, evbmf(unfold(weight.double(), 0))["rank"]), ""
+
+
+def choose_ranks(layer: nn.Module, rule, *, method: str = "auto", input_hw=None):
+    """The rank (or Tucker-2 pair) that ``compress`` would give ``layer`` under ``rule``.
+
+    ``input_hw`` (the ``(H, W)`` the convolution sees) is needed for ``FlopReduction`` on a
+    convolution. Returns None when no rank satisfies the rule."""
+    if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+        raise TypeError(f"layer must be an nn.Linear or nn.Conv2d, got {type(layer).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_rule(rule)
+    if isinstance(layer, nn.Conv2d):
+        check_conv(layer, "layer")
+    ranks, note = _choose_ranks(rule, _resolve_method(method, layer), layer,
+                                None if input_hw is None else tuple(input_hw))
+    return None if note else ranks
 
 
 def _rank_limit_note(method: str, shape, ranks) -> str:

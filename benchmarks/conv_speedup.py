@@ -1,0 +1,195 @@
+"""Factorized convolutions: measured speedup against the speedup their FLOPs predict.
+
+    python benchmarks/conv_speedup.py [--quick] [--skip-end-to-end] [--output FILE]
+
+1. Grid. For C_in = C_out ∈ {64, 128, 256}, spatial size ∈ {8, 16, 32} and batch ∈ {1, 8, 32},
+   a dense 3×3 convolution (padding 1) and its CP-separable, CP-fused and Tucker-2 chains at
+   the largest ranks that need at most 1/4 of its FLOPs (``lrlib.compress.choose_ranks`` with
+   ``FlopReduction(4)``). Each is timed with ``lrlib.bench.measure_latency`` side by side, in
+   both memory formats (contiguous NCHW and channels_last NHWC). Printed per row and as a
+   median over the grid: measured speedup / predicted speedup (1.0 = the FLOPs tell the
+   truth). Goals, median over the grid: Tucker-2 ≥ 0.8, the better CP variant ≥ 0.6.
+   Timing needs no trained weights, so the chains keep their random initialization.
+2. Threads. The same ratios for one middle-sized layer with 1 and with all threads.
+3. End to end. The reference CNN: BatchNorm folded into the convolutions (lesson 02), conv2–4
+   factorized at a FLOP reduction, fine-tuned for up to 2 epochs, then measured at batch 32
+   against the original, each in its faster memory format. Goal: ≥ 4× lower latency with at
+   most 1.0 point lower test accuracy; both numbers are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lrlib import bench, compress, data, env, models, optimize, train
+from lrlib.layers import CPConv2d, Tucker2Conv2d, conv_flops
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "conv_speedup.json"
+METHODS = ("cp-separable", "cp-fused", "tucker2")
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def chain(conv: nn.Conv2d, method: str, ranks) -> nn.Module:
+    """A factorized chain with ``conv``'s geometry (random weights: only the time matters)."""
+    args = (conv.in_channels, conv.out_channels, conv.kernel_size, ranks)
+    geometry = {"stride": conv.stride, "padding": conv.padding}
+    if method == "tucker2":
+        return Tucker2Conv2d(*args, **geometry)
+    return CPConv2d(*args, implementation=method[3:], **geometry)
+
+
+def median_ms(module, x, seconds) -> float:
+    return bench.measure_latency(module, x, warmup=2, min_run_time=seconds, min_samples=3).median_ms
+
+
+def measure_layer(channels, size, batch, seconds, threads=None) -> dict:
+    """One grid point: dense and the three chains in both memory formats."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(channels, channels, 3, padding=1).eval()
+    dense_flops = conv_flops(conv, (size, size))
+    modules, predicted = {"dense": conv}, {}
+    for method in METHODS:
+        ranks = compress.choose_ranks(conv, compress.FlopReduction(4.0), method=method, input_hw=(size, size))
+        modules[method] = chain(conv, method, ranks).eval()
+        predicted[method] = dense_flops / modules[method].flops((size, size))
+    row = {"channels": channels, "size": size, "batch": batch, "predicted": predicted,
+           "ranks": {m: getattr(modules[m], "ranks", getattr(modules[m], "rank", None)) for m in METHODS}}
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        for name, memory_format in FORMATS.items():
+            x = torch.randn(batch, channels, size, size).to(memory_format=memory_format)
+            times = {key: median_ms(module.to(memory_format=memory_format), x, seconds)
+                     for key, module in modules.items()}
+            row[name] = {"ms": times,
+                         "ratio": {m: times["dense"] / times[m] / predicted[m] for m in METHODS}}
+    finally:
+        torch.set_num_threads(previous_threads)
+    return row
+
+
+def print_grid(rows) -> dict:
+    header = (f"{'C':>4} {'HxW':>6} {'batch':>5} {'format':<13} {'dense ms':>9}  "
+              + "  ".join(f"{m + ' meas/pred':>22}" for m in METHODS))
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        for name in FORMATS:
+            cells = "  ".join(
+                f"{row[name]['ms']['dense'] / row[name]['ms'][m]:>6.2f}×/{row['predicted'][m]:.2f}× = "
+                f"{row[name]['ratio'][m]:>5.2f}" for m in METHODS)
+            print(f"{row['channels']:>4} {row['size']:>3}x{row['size']:<2} {row['batch']:>5} {name:<13} "
+                  f"{row[name]['ms']['dense']:>9.3f}  {cells}")
+    summary = {}
+    for name in FORMATS:
+        summary[name] = {m: statistics.median(row[name]["ratio"][m] for row in rows) for m in METHODS}
+        print(f"median measured/predicted, {name:<13}: "
+              + ", ".join(f"{m} {summary[name][m]:.2f}" for m in METHODS))
+    return summary
+
+
+def end_to_end(flop_reduction: float, method: str, epochs: int, seconds: float) -> dict:
+    """The reference CNN, BN folded, conv2–4 factorized and fine-tuned, against the original."""
+    original = models.load_reference("cnn").eval()
+    train_set, test_set = data.fashion_mnist("train"), data.fashion_mnist("test")
+    x = torch.randn(32, 1, 28, 28)
+    folded = optimize.fold_batchnorms(original)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compressed, report = compress.compress(folded, rank=compress.FlopReduction(flop_reduction),
+                                               method=method, example_input=x,
+                                               include=["conv2", "conv3", "conv4"], measure=False)
+    accuracy_before = train.evaluate(original, test_set).accuracy
+    accuracy_compressed = train.evaluate(compressed, test_set).accuracy
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    train.fine_tune(compressed, train_set, epochs=epochs, lr=3e-4, progress=False)
+    tune_seconds = time.perf_counter() - start
+    accuracy_after = train.evaluate(compressed, test_set).accuracy
+
+    latency = {}
+    for label, model in (("original", original), ("compressed", compressed)):
+        for name, memory_format in FORMATS.items():
+            latency[(label, name)] = median_ms(copy.deepcopy(model).to(memory_format=memory_format),
+                                               x.to(memory_format=memory_format), seconds)
+    best = {label: min(latency[(label, name)] for name in FORMATS) for label in ("original", "compressed")}
+    return {"method": method, "flop_reduction": flop_reduction, "epochs": epochs,
+            "accuracy_original": accuracy_before, "accuracy_compressed": accuracy_compressed,
+            "accuracy_fine_tuned": accuracy_after, "fine_tune_seconds": tune_seconds,
+            "latency_ms": {f"{a} {b}": v for (a, b), v in latency.items()},
+            "speedup": best["original"] / best["compressed"],
+            "accuracy_drop_points": 100 * (accuracy_before - accuracy_after),
+            "ranks": {row["layer"]: row["rank"] for row in report.rows}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="measured vs predicted speedup of factorized convs")
+    parser.add_argument("--quick", action="store_true", help="a 2×2×2 corner of the grid, short timings")
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--seconds", type=float, default=0.2, help="timing per phase per module")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+
+    channel_list, sizes, batches = ((64, 128), (8, 16), (1, 8)) if args.quick else \
+        ((64, 128, 256), (8, 16, 32), (1, 8, 32))
+    rows = []
+    for channels in channel_list:
+        for size in sizes:
+            for batch in batches:
+                rows.append(measure_layer(channels, size, batch, args.seconds))
+    print("1. grid: measured speedup / FLOP-predicted speedup at 4x fewer FLOPs")
+    summary = print_grid(rows)
+    best_cp = {name: max(summary[name]["cp-separable"], summary[name]["cp-fused"]) for name in FORMATS}
+    tucker_ok = max(summary[name]["tucker2"] for name in FORMATS) >= 0.8
+    cp_ok = max(best_cp.values()) >= 0.6
+    print(f"goal Tucker-2 median >= 0.8: {'met' if tucker_ok else 'missed'}; "
+          f"better CP median >= 0.6: {'met' if cp_ok else 'missed'}")
+
+    print("\n2. threads: C=128, 16x16, batch 32")
+    thread_rows = {}
+    for threads in sorted({1, torch.get_num_threads()}):
+        thread_rows[threads] = measure_layer(128, 16, 32, args.seconds, threads=threads)
+        for name in FORMATS:
+            ratios = thread_rows[threads][name]["ratio"]
+            print(f"threads={threads} {name:<13} dense {thread_rows[threads][name]['ms']['dense']:.3f} ms; "
+                  + ", ".join(f"{m} {ratios[m]:.2f}" for m in METHODS))
+
+    results = {"benchmark": "conv_speedup", "environment": env.environment(), "grid": rows,
+               "grid_median": summary, "threads": thread_rows}
+    if not args.skip_end_to_end:
+        print("\n3. end to end: reference CNN at batch 32 (BN folded, conv2-4 factorized, fine-tuned)")
+        runs = []
+        for method, reduction in (("cp-fused", 8.0), ("tucker2", 8.0)):
+            run = end_to_end(reduction, method, epochs=2, seconds=max(args.seconds, 0.5))
+            runs.append(run)
+            print(f"{method} at {reduction:.0f}x fewer conv FLOPs, ranks {run['ranks']}: accuracy "
+                  f"{run['accuracy_original']:.4f} -> {run['accuracy_compressed']:.4f} before, "
+                  f"{run['accuracy_fine_tuned']:.4f} after {run['epochs']} epochs "
+                  f"({run['fine_tune_seconds']:.0f} s); latency "
+                  + ", ".join(f"{k} {v:.2f} ms" for k, v in run["latency_ms"].items())
+                  + f"; speedup {run['speedup']:.2f}x, accuracy drop {run['accuracy_drop_points']:.2f} points")
+        best = max(runs, key=lambda r: r["speedup"] if r["accuracy_drop_points"] <= 1.0 else 0)
+        met = best["speedup"] >= 4 and best["accuracy_drop_points"] <= 1.0
+        print(f"goal >= 4x lower latency with <= 1.0 point lower accuracy: {'met' if met else 'missed'} "
+              f"(best: {best['method']}, {best['speedup']:.2f}x, {best['accuracy_drop_points']:.2f} points)")
+        results["end_to_end"] = runs
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
