@@ -12,6 +12,12 @@ Both were trained on the shipped Fashion-MNIST subset by
 ``tools/train_reference_models.py`` (seeded); the weights live in ``lrlib/assets/`` and
 are loaded with ``torch.load(..., weights_only=True)``, which reads tensors only and runs
 no code from the file.
+
+The last section holds the four small variants that notebook ``06_one_by_one_convolutions``
+compares (:data:`VARIANTS`: 3×3 convolutions, 1×1 convolutions, Fire modules, depthwise
+separable convolutions), trained with one shared budget by
+``tools/train_block_variants.py``; :func:`load_variant` loads them from
+``lrlib/assets/variants/``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ __all__ = [
     "load_reference",
     "reference_info",
     "build_reference",
+    "VARIANTS",
+    "build_variant",
+    "load_variant",
+    "variant_info",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -178,3 +188,143 @@ def reference_info(name: str) -> dict:
             f"{TRAINING_RECORD} is missing; run `python tools/train_reference_models.py`"
         )
     return json.loads(TRAINING_RECORD.read_text())[name]
+
+
+# ============================================================================ lesson 06
+# Four small networks of the same family, trained with the same budget by
+# tools/train_block_variants.py, that notebook 06_one_by_one_convolutions compares.
+
+#: Output channels of the four stages of every variant.
+VARIANT_CHANNELS = (16, 32, 64, 128)
+
+#: Where the variants' weights and their training record live.
+VARIANT_ASSETS = ASSETS / "variants"
+VARIANT_RECORD = VARIANT_ASSETS / "variants.json"
+
+
+def _variant(stage) -> nn.Sequential:
+    """Stage 1 is ``conv1`` (3×3, 1 → 16) → ``bn1`` → ``relu1`` in every variant (a
+    one-channel input leaves nothing to factorize); ``stage(i, c_in, c_out)`` gives the
+    named layers of stages 2–4. A 2×2 max-pool follows stages 2 and 3, then global average
+    pooling and ``fc``, as in :class:`CNN`."""
+    channels = VARIANT_CHANNELS
+    layers = [
+        ("conv1", nn.Conv2d(IMAGE_SHAPE[0], channels[0], 3, padding=1, bias=False)),
+        ("bn1", nn.BatchNorm2d(channels[0])),
+        ("relu1", nn.ReLU()),
+    ]
+    for i in range(2, len(channels) + 1):
+        layers += stage(i, channels[i - 2], channels[i - 1])
+        if i in (2, 3):
+            layers.append((f"pool{i}", nn.MaxPool2d(2)))
+    layers += [
+        ("gap", nn.AdaptiveAvgPool2d(1)),
+        ("flatten", nn.Flatten()),
+        ("fc", nn.Linear(channels[-1], NUM_CLASSES)),
+    ]
+    return nn.Sequential(OrderedDict(layers))
+
+
+def _conv_stage(kernel_size: int):
+    def stage(i, c_in, c_out):
+        return [(f"conv{i}", nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2,
+                                       bias=False)),
+                (f"bn{i}", nn.BatchNorm2d(c_out)), (f"relu{i}", nn.ReLU())]
+    return stage
+
+
+def _fire_stage(i, c_in, c_out):
+    from .blocks import Fire
+
+    # squeeze to a quarter of the output width, half of the expand filters 3×3
+    return [(f"fire{i}", Fire(c_in, c_out // 4, c_out // 2, c_out // 2)),
+            (f"bn{i}", nn.BatchNorm2d(c_out))]
+
+
+def _separable_stage(i, c_in, c_out):
+    from .blocks import DepthwiseSeparableConv2d
+
+    return [(f"conv{i}", DepthwiseSeparableConv2d(c_in, c_out, 3, padding=1, bias=False)),
+            (f"bn{i}", nn.BatchNorm2d(c_out)), (f"relu{i}", nn.ReLU())]
+
+
+def build_baseline() -> nn.Sequential:
+    """:class:`CNN` with channels 16-32-64-128: four 3×3 convolutions."""
+    return CNN(VARIANT_CHANNELS)
+
+
+def build_one_by_one() -> nn.Sequential:
+    """The baseline with ``conv2``–``conv4`` turned into 1×1 convolutions (SqueezeNet's
+    strategy 1, taken to the extreme)."""
+    return _variant(_conv_stage(1))
+
+
+def build_fire() -> nn.Sequential:
+    """The baseline with ``conv2``–``conv4`` replaced by :class:`lrlib.blocks.Fire`
+    modules with the same output widths (squeeze = width / 4, expand 1×1 = expand 3×3 =
+    width / 2), each followed by BatchNorm like every other stage of the family (the
+    original SqueezeNet has none; without it this small network trains much more slowly)."""
+    return _variant(_fire_stage)
+
+
+def build_separable() -> nn.Sequential:
+    """The baseline with ``conv2``–``conv4`` replaced by
+    :class:`lrlib.blocks.DepthwiseSeparableConv2d` (each still followed by BatchNorm and
+    ReLU)."""
+    return _variant(_separable_stage)
+
+
+#: The variants of notebook 06, in the order the notebook compares them.
+VARIANTS = {
+    "baseline": build_baseline,
+    "one_by_one": build_one_by_one,
+    "fire": build_fire,
+    "separable": build_separable,
+}
+
+
+def _variant_builder(name):
+    if name not in VARIANTS:
+        raise ValueError(f"name must be one of {list(VARIANTS)}, got {name!r}")
+    return VARIANTS[name]
+
+
+def build_variant(name: str) -> nn.Module:
+    """A freshly initialized (untrained) variant ``name``, one of :data:`VARIANTS`."""
+    return _variant_builder(name)()
+
+
+def variant_weights_path(name: str) -> Path:
+    """Where the trained weights of variant ``name`` are shipped."""
+    _variant_builder(name)
+    return VARIANT_ASSETS / f"{name}.pt"
+
+
+def load_variant(name: str, *, device=None) -> nn.Module:
+    """The trained variant ``name`` (see :data:`VARIANTS`), in ``eval()`` mode, loaded with
+    ``torch.load(..., weights_only=True)``. Each call returns a new model."""
+    builder = _variant_builder(name)
+    path = variant_weights_path(name)
+    hint = "Rebuild it with `python tools/train_block_variants.py --only " + name + "`."
+    if not path.exists():
+        raise FileNotFoundError(f"The weights of variant {name!r} ({path}) are missing. {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a damaged file
+        raise RuntimeError(
+            f"The weights of variant {name!r} ({path}) cannot be read ({error}). {hint}"
+        ) from error
+    model = builder()
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def variant_info(name: str) -> dict:
+    """What ``tools/train_block_variants.py`` recorded for variant ``name``: the shared
+    training settings, the test accuracy, the training time, torch version and threads."""
+    _variant_builder(name)
+    if not VARIANT_RECORD.exists():
+        raise FileNotFoundError(
+            f"{VARIANT_RECORD} is missing; run `python tools/train_block_variants.py`"
+        )
+    return json.loads(VARIANT_RECORD.read_text())[name]
