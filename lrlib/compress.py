@@ -51,7 +51,8 @@ from .layers import (CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d, check_co
 from .svd import break_even_rank, rank_for_energy
 
 __all__ = ["Energy", "VBMF", "FlopReduction", "CompressionReport", "compress", "choose_ranks",
-           "SensitivityScan", "sensitivity_scan", "METHODS", "DEFAULT_CP_IMPLEMENTATION"]
+           "SensitivityScan", "sensitivity_scan", "factorized_structure", "rebuild", "METHODS",
+           "DEFAULT_CP_IMPLEMENTATION"]
 
 METHODS = ("auto", "svd", "randomized", "tucker2", "cp", "cp-separable", "cp-fused")
 
@@ -601,3 +602,45 @@ def sensitivity_scan(model: nn.Module, data, *, rules=(0.1, 0.25, 0.5), method="
                          "params_after": row["params_after"], "accuracy": accuracy,
                          "drop": baseline - accuracy})
     return SensitivityScan(baseline, rows)
+
+
+# --------------------------------------------------------------------------- saving and rebuilding
+def _empty_factorized(method: str, layer: nn.Module, ranks) -> nn.Module:
+    """A factorized layer with ``layer``'s shape and geometry and the given ranks, with
+    untrained weights: the structure a saved state_dict loads into."""
+    options = {"device": layer.weight.device, "dtype": layer.weight.dtype}
+    if isinstance(layer, nn.Linear):
+        return LowRankLinear(layer.in_features, layer.out_features, ranks, bias=layer.bias is not None,
+                             **options)
+    args = (layer.in_channels, layer.out_channels, layer.kernel_size,
+            tuple(ranks) if method == "tucker2" else ranks, layer.stride, layer.padding, layer.dilation)
+    bias = layer.bias is not None
+    if method in ("svd", "randomized"):
+        return SVDConv2d(*args, bias=bias, **options)
+    if method == "tucker2":
+        return Tucker2Conv2d(*args, bias=bias, **options)
+    return CPConv2d(*args, bias=bias, implementation=method[3:], **options)
+
+
+def factorized_structure(report: CompressionReport) -> dict:
+    """``{layer name: {"method": ..., "rank": ...}}`` for every layer the report replaced:
+    what, together with the dense architecture, rebuilds the compressed model."""
+    return {row["layer"]: {"method": row["method"],
+                           "rank": list(row["rank"]) if isinstance(row["rank"], tuple) else row["rank"]}
+            for row in report.rows if row["rank"] is not None}
+
+
+def rebuild(dense_model: nn.Module, structure: dict, *, inplace: bool = False) -> nn.Module:
+    """Replace the layers named in ``structure`` (from :func:`factorized_structure`) by
+    factorized layers of those methods and ranks, untrained, so that the compressed model's
+    ``state_dict`` can be loaded into the result. ``dense_model`` must have the architecture
+    the compressed model started from (e.g. ``models.build_reference("cnn")``, with
+    BatchNorm folded if it was folded before compressing)."""
+    target = dense_model if inplace else copy.deepcopy(dense_model)
+    modules = dict(target.named_modules())
+    for name, entry in structure.items():
+        if name not in modules or not isinstance(modules[name], (nn.Linear, nn.Conv2d)):
+            raise ValueError(f"structure names {name!r}, which is not a Linear or Conv2d layer of "
+                             "dense_model")
+        _replace(target, name, _empty_factorized(entry["method"], modules[name], entry["rank"]))
+    return target

@@ -1,0 +1,305 @@
+"""The command line: ``python -m lrlib`` (also installed as ``lrlib``).
+
+    lrlib models
+    lrlib bench --model cnn --batch-sizes 1,8,32
+    lrlib compress --model cnn --method auto --target-speedup 3 --fine-tune-epochs 1
+
+``compress`` runs the whole path of the course on a reference model: fold BatchNorm into
+the convolutions (lesson 02), factorize every layer where that saves FLOPs at the target
+reduction (lessons 03–05), fine-tune, evaluate, measure latency and throughput before and
+after (lesson 01), and save the result into ``--output``: ``model.pt`` (state_dict),
+``model.json`` (what rebuilds it, and the measurements) and ``latency.png``. The output
+folder appears only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+EXIT_BAD_ARGUMENTS = 2
+EXIT_FAILED = 1
+
+
+class CommandError(Exception):
+    """A bad argument found after parsing (shown as ``error: …``, exit status 2)."""
+
+
+def _batch_sizes(text: str) -> list:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch sizes must be comma-separated positive ints, got {text!r}")
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be comma-separated positive ints, got {text!r}")
+    return sizes
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
+
+
+def _check_model_name(name: str) -> str:
+    from .models import REFERENCE_MODELS
+
+    if name not in REFERENCE_MODELS:
+        raise CommandError(f"--model must be one of {sorted(REFERENCE_MODELS)} (see `lrlib models`), got {name!r}")
+    return name
+
+
+# --------------------------------------------------------------------------- lrlib models
+def command_models(args) -> int:
+    from ._table import text_table
+    from .models import REFERENCE_MODELS, load_reference, reference_info
+    from .profile import count_params
+
+    rows = []
+    for name, entry in REFERENCE_MODELS.items():
+        info = reference_info(name)
+        rows.append([name, f"{count_params(load_reference(name)):,}",
+                     f"{info['test_accuracy']:.4f}", entry.description])
+    print(text_table(("name", "params", "test accuracy", "description"), rows, left_aligned=(0, 3)))
+    return 0
+
+
+# --------------------------------------------------------------------------- lrlib bench
+def _latency_rows(models_by_label: dict, batch_sizes, seconds: float, threads) -> list:
+    from .bench import measure_latency
+    from .models import IMAGE_SHAPE
+
+    rows = []
+    for batch in batch_sizes:
+        x = torch.randn(batch, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
+        for label, model in models_by_label.items():
+            result = measure_latency(model, x, min_run_time=seconds, threads=threads)
+            rows.append({"model": label, "batch": batch, "median_ms": result.median_ms,
+                         "p95_ms": result.p95_ms, "items_per_second": result.items_per_second})
+    return rows
+
+
+def _print_latency(rows) -> None:
+    from ._table import text_table
+
+    print(text_table(("model", "batch", "median ms", "p95 ms", "items/s"),
+                     [[r["model"], str(r["batch"]), f"{r['median_ms']:.3f}", f"{r['p95_ms']:.3f}",
+                       f"{r['items_per_second']:,.0f}"] for r in rows], left_aligned=(0,)))
+
+
+def command_bench(args) -> int:
+    from .models import load_reference
+
+    _check_model_name(args.model)
+    rows = _latency_rows({args.model: load_reference(args.model)}, args.batch_sizes, args.seconds, args.threads)
+    _print_latency(rows)
+    return 0
+
+
+# --------------------------------------------------------------------------- lrlib compress
+def _plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for label in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == label]
+        left.plot([r["batch"] for r in mine], [r["median_ms"] for r in mine], "o-", label=label)
+        right.plot([r["batch"] for r in mine], [r["items_per_second"] for r in mine], "o-", label=label)
+    for axis, title in ((left, "median latency (ms)"), (right, "throughput (items/s)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("batch size")
+        axis.set_title(title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _default_exclude(model) -> list:
+    """Layers that stay dense by default: the last Linear/Conv2d layer (the classifier: small,
+    and the one that decides the classes) and a first convolution that sees 3 or fewer
+    input channels (nothing to gain from factorizing it)."""
+    layers = [(name, module) for name, module in model.named_modules()
+              if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))]
+    if not layers:
+        return []
+    names = {layers[-1][0]}
+    first_name, first = layers[0]
+    if isinstance(first, torch.nn.Conv2d) and first.in_channels <= 3:
+        names.add(first_name)
+    return sorted(names)
+
+
+def command_compress(args) -> int:
+    from . import compress as compress_module
+    from .data import fashion_mnist
+    from .models import IMAGE_SHAPE, load_reference
+    from .optimize import fold_batchnorms
+    from .train import evaluate, fine_tune
+
+    _check_model_name(args.model)
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise CommandError(f"--output {output} exists; pass --overwrite or choose another folder")
+    if args.target_speedup <= 1:
+        raise CommandError(f"--target-speedup must be > 1, got {args.target_speedup}")
+
+    original = load_reference(args.model)
+    test = fashion_mnist("test")
+    if args.test_images is not None:
+        test = (test.images[:args.test_images], test.labels[:args.test_images])
+    start = time.perf_counter()
+    dense = fold_batchnorms(original) if not args.keep_batchnorm else copy.deepcopy(original)
+    example = torch.randn(8, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
+    exclude = args.exclude if args.exclude is not None else _default_exclude(dense)
+    compressed, report = compress_module.compress(
+        dense, rank=compress_module.FlopReduction(args.target_speedup), method=args.method,
+        example_input=example, exclude=exclude or None, measure=False)
+    print(report)
+    accuracy = {"original": evaluate(original, test).accuracy,
+                "factorized": evaluate(compressed, test).accuracy}
+    if args.fine_tune_epochs:
+        torch.manual_seed(args.seed)
+        fine_tune(compressed, fashion_mnist("train"), epochs=args.fine_tune_epochs, seed=args.seed)
+    accuracy["fine-tuned"] = evaluate(compressed, test).accuracy
+    print("test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
+
+    rows = _latency_rows({"original": original, "compressed": compressed.eval()}, args.batch_sizes,
+                         args.seconds, args.threads)
+    _print_latency(rows)
+    for batch in args.batch_sizes:
+        before, after = (next(r["median_ms"] for r in rows if r["model"] == m and r["batch"] == batch)
+                         for m in ("original", "compressed"))
+        print(f"batch {batch}: measured speedup {before / after:.2f}x")
+
+    # write everything into a temporary folder first, then move it into place
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".lrlib-", dir=output.parent))
+    staging.chmod(0o755)
+    try:
+        torch.save(compressed.state_dict(), staging / "model.pt")
+        record = {"base_model": args.model, "batchnorm_folded": not args.keep_batchnorm,
+                  "method": args.method, "target_speedup": args.target_speedup,
+                  "layers": compress_module.factorized_structure(report), "accuracy": accuracy,
+                  "latency": rows, "seconds": time.perf_counter() - start,
+                  "rebuild": "compress.rebuild(optimize.fold_batchnorms(models.build_reference(base_model)) "
+                             "if batchnorm_folded else models.build_reference(base_model), layers)"
+                             ".load_state_dict(torch.load('model.pt', weights_only=True))"}
+        (staging / "model.json").write_text(json.dumps(record, indent=2) + "\n")
+        _plot(rows, staging / "latency.png")
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    print(f"saved {output / 'model.pt'}, {output / 'model.json'} and {output / 'latency.png'}")
+    return 0
+
+
+def load_compressed(folder) -> torch.nn.Module:
+    """The model ``lrlib compress`` saved into ``folder``, rebuilt and loaded, in eval mode."""
+    from .compress import rebuild
+    from .models import build_reference
+    from .optimize import fold_batchnorms
+
+    folder = Path(folder)
+    record = json.loads((folder / "model.json").read_text())
+    dense = build_reference(record["base_model"])
+    if record["batchnorm_folded"]:
+        dense = fold_batchnorms(dense)
+    model = rebuild(dense, record["layers"], inplace=True)
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- the parser
+def build_parser() -> argparse.ArgumentParser:
+    from .compress import METHODS
+
+    parser = argparse.ArgumentParser(prog="lrlib", description="Low-rank compression of the course's "
+                                     "reference models, from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models_parser = commands.add_parser("models", help="list the reference models",
+                                        description="List the reference models with their size and accuracy.")
+    models_parser.set_defaults(run=command_models)
+
+    bench_parser = commands.add_parser("bench", help="measure a model's latency and throughput",
+                                       description="Latency (median, p95) and throughput per batch size.")
+    bench_parser.add_argument("--model", required=True, help="a reference model (see `lrlib models`)")
+    bench_parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 8, 32], metavar="N,N,…")
+    bench_parser.add_argument("--seconds", type=_positive_float, default=0.5, help="timing per phase")
+    bench_parser.add_argument("--threads", type=int, default=None)
+    bench_parser.set_defaults(run=command_bench)
+
+    compress_parser = commands.add_parser(
+        "compress", help="factorize, fine-tune, verify, measure and save a model",
+        description="Fold BatchNorm, factorize the layers at a FLOP-reduction target, fine-tune, "
+                    "evaluate, measure before and after, and save the compressed model.")
+    compress_parser.add_argument("--model", required=True, help="a reference model (see `lrlib models`)")
+    compress_parser.add_argument("--method", choices=METHODS, default="auto")
+    compress_parser.add_argument("--target-speedup", type=_positive_float, default=3.0,
+                                 help="FLOP reduction asked of every factorized layer (> 1)")
+    compress_parser.add_argument("--fine-tune-epochs", type=_non_negative_int, default=1)
+    compress_parser.add_argument("--exclude", nargs="*", default=None, metavar="LAYER",
+                                 help="layers to leave dense (default: the last layer, and the first "
+                                      "if it is a conv on ≤ 3 channels; --exclude alone factorizes all)")
+    compress_parser.add_argument("--test-images", type=_positive_int, default=None, metavar="N",
+                                 help="evaluate on the first N test images only (default: all 2,000)")
+    compress_parser.add_argument("--keep-batchnorm", action="store_true", help="do not fold BatchNorm first")
+    compress_parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 8, 32], metavar="N,N,…")
+    compress_parser.add_argument("--seconds", type=_positive_float, default=0.3, help="timing per phase")
+    compress_parser.add_argument("--threads", type=int, default=None)
+    compress_parser.add_argument("--seed", type=int, default=0)
+    compress_parser.add_argument("--output", default="lrlib-compressed", help="folder to save into")
+    compress_parser.add_argument("--overwrite", action="store_true")
+    compress_parser.set_defaults(run=command_compress)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except CommandError as error:
+        parser.error(str(error))  # prints usage and "error: …", exits with status 2
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+        print(f"lrlib {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
