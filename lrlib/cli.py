@@ -43,34 +43,28 @@ def _batch_sizes(text: str) -> list:
     return sizes
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, convert, allowed, description: str):
+    """``convert(text)`` if it parses and ``allowed`` accepts it, else an argparse error
+    saying ``expected <description>``."""
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        value = None
+    if value is None or not allowed(value):
+        raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, lambda v: v > 0, "a positive number")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive int")
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "an int >= 0")
 
 
 def _check_model_name(name: str) -> str:
