@@ -37,6 +37,11 @@ __all__ = [
     "exercise_4_2",
     "exercise_4_3",
     "exercise_4_4",
+    "exercise_5_1",
+    "exercise_5_2",
+    "exercise_5_3",
+    "exercise_5_4",
+    "exercise_5_5",
     "exercise_6_1",
     "exercise_6_2",
     "exercise_6_3",
@@ -670,6 +675,309 @@ def exercise_4_4(hosvd) -> None:
             raise _failed(exercise, case, f"reconstruction error {expected_error:.6f}",
                           f"{got_error:.6f}", hint)
     _passed(exercise, "HOSVD cores and factors reproduce the truncated HOSVD on 3 tensors")
+
+
+# ------------------------------------------------------------------ notebook 05
+def _cp_chain_output(weights4, x, padding):
+    """Run the four convolutions of a separable CP chain on ``x``."""
+    first, vertical, horizontal, last = weights4
+    rank = first.shape[0]
+    y = nn.functional.conv2d(x, first)
+    y = nn.functional.conv2d(y, vertical, padding=(padding[0], 0), groups=rank)
+    y = nn.functional.conv2d(y, horizontal, padding=(0, padding[1]), groups=rank)
+    return nn.functional.conv2d(y, last)
+
+
+def exercise_5_1(cp_chain_weights) -> None:
+    """Check ``cp_chain_weights(weights, factors)`` → ``(first, vertical, horizontal,
+    last)``: the kernels of the separable CP chain (Lebedev et al. 2015) for the CP kernel
+    ``K = Σ_r λ_r a_r^out ∘ a_r^in ∘ a_r^h ∘ a_r^w``, with ``factors = [A_out, A_in, A_h,
+    A_w]``: ``first`` ``(R, C_in, 1, 1)``, ``vertical`` ``(R, 1, k_h, 1)``, ``horizontal``
+    ``(R, 1, 1, k_w)``, ``last`` ``(C_out, R, 1, 1)``, λ applied once (anywhere). The chain
+    must compute the same as one convolution with ``K``."""
+    from . import tensor
+
+    exercise = "5.1"
+    names = ("first", "vertical", "horizontal", "last")
+    for seed, (c_out, c_in, k_h, k_w, rank) in enumerate(
+            [(6, 4, 3, 3, 5), (8, 3, 3, 5, 4), (5, 7, 5, 3, 2), (4, 4, 1, 3, 3)]):
+        generator = torch.Generator().manual_seed(50 + seed)
+        weights = torch.rand(rank, generator=generator, dtype=torch.float64) + 0.5
+        factors = [torch.randn(size, rank, generator=generator, dtype=torch.float64)
+                   for size in (c_out, c_in, k_h, k_w)]
+        x = torch.randn(2, c_in, 7, 6, generator=generator, dtype=torch.float64)
+        padding = (k_h // 2, k_w // 2)
+        case = (f"λ of shape ({rank},), factors of shapes {[(s, rank) for s in (c_out, c_in, k_h, k_w)]} "
+                f"(C_out={c_out}, C_in={c_in}, k_h={k_h}, k_w={k_w}, R={rank})")
+        got = _call(exercise, cp_chain_weights, case, weights.clone(), [f.clone() for f in factors])
+        if not (isinstance(got, (tuple, list)) and len(got) == 4
+                and all(isinstance(t, torch.Tensor) for t in got)):
+            raise _failed(exercise, case, "a tuple of four tensors (first, vertical, horizontal, last)",
+                          type(got).__name__, "return first, vertical, horizontal, last")
+        shapes = [(rank, c_in, 1, 1), (rank, 1, k_h, 1), (rank, 1, 1, k_w), (c_out, rank, 1, 1)]
+        for name, tensor_, shape, factor in zip(names, got, shapes, ("A_in", "A_h", "A_w", "A_out")):
+            if tuple(tensor_.shape) != shape:
+                if name == "last":
+                    hint = ("the last 1×1 conv maps R → C_out: its weight is A_out (C_out × R), "
+                            "with two trailing 1-sized dimensions: A_out[:, :, None, None]")
+                elif name == "first":
+                    hint = ("the first 1×1 conv maps C_in → R: its weight is A_inᵀ (R × C_in) with "
+                            "two trailing 1-sized dimensions: A_in.T[:, :, None, None]")
+                else:
+                    hint = (f"a depthwise conv over R channels has weight (R, 1, kernel height, kernel "
+                            f"width): {name} is built from {factor}ᵀ, e.g. "
+                            + ("A_h.T[:, None, :, None]" if name == "vertical" else "A_w.T[:, None, None, :]"))
+                raise _failed(exercise, case, f"{name} of shape {shape}", tuple(tensor_.shape), hint)
+        expected = nn.functional.conv2d(x, tensor.cp_to_tensor(weights, factors), padding=padding)
+        output = _cp_chain_output([t.double() for t in got], x, padding)
+        if torch.allclose(output, expected, atol=1e-8):
+            continue
+        without = nn.functional.conv2d(x, tensor.cp_to_tensor(None, factors), padding=padding)
+        swapped = nn.functional.conv2d(
+            x, tensor.cp_to_tensor(weights, factors).transpose(2, 3), padding=padding) \
+            if k_h == k_w else None
+        if torch.allclose(output, without, atol=1e-8):
+            hint = "the weights λ are missing: multiply one factor's columns by λ (e.g. A_out * λ)"
+        elif any(torch.allclose(output, nn.functional.conv2d(
+                x, tensor.cp_to_tensor(weights ** power, factors), padding=padding), atol=1e-8)
+                for power in (2, 3, 4)):
+            hint = "λ is applied more than once: put it into ONE factor only"
+        elif swapped is not None and torch.allclose(output, swapped, atol=1e-8):
+            hint = "vertical (k_h×1) holds A_h and horizontal (1×k_w) holds A_w; you swapped them"
+        else:
+            hint = ("first = A_inᵀ, vertical = A_hᵀ, horizontal = A_wᵀ, last = A_out·diag(λ), each "
+                    "reshaped to a conv weight; column r of every factor belongs to channel r")
+        difference = (output - expected).abs().max().item()
+        raise _failed(exercise, case, "the chain equal to one conv with the CP kernel",
+                      f"max abs difference {difference:.3g}", hint)
+    _passed(exercise, "the four kernels reproduce the CP convolution on 4 cases (non-square and "
+                      "1-row kernels included)")
+
+
+def exercise_5_2(chain_flops) -> None:
+    """Check ``chain_flops(method, c_in, c_out, kernel_size, rank, hw)``: FLOPs per example
+    (multiply-add = 2) of the factorized chain at stride 1 with "same" padding on an
+    ``hw = (H, W)`` input, for ``method`` ``"svd"``, ``"tucker2"`` (``rank = (R_in,
+    R_out)``), ``"cp-separable"`` and ``"cp-fused"``; as ``lrlib.profile.count_flops``
+    counts them on the lrlib layers."""
+    from .layers import CPConv2d, SVDConv2d, Tucker2Conv2d
+
+    exercise = "5.2"
+    cases = [("svd", 64, 128, 3, 16, (14, 14)), ("tucker2", 64, 128, 3, (24, 49), (14, 14)),
+             ("tucker2", 32, 64, 3, (12, 24), (28, 28)), ("cp-separable", 64, 128, 3, 93, (14, 14)),
+             ("cp-fused", 128, 256, 3, 187, (7, 7)), ("cp-separable", 16, 8, 5, 7, (9, 11)),
+             ("cp-fused", 8, 16, 5, 6, (10, 6)), ("svd", 3, 32, 5, 8, (12, 9))]
+
+    def layer(method, c_in, c_out, k, rank):
+        args = (c_in, c_out, k, rank)
+        options = {"padding": k // 2, "device": "meta"}
+        if method == "svd":
+            return SVDConv2d(*args, **options)
+        if method == "tucker2":
+            return Tucker2Conv2d(*args, **options)
+        return CPConv2d(*args, implementation=method[3:], **options)
+
+    for method, c_in, c_out, k, rank, hw in cases:
+        case = (f"method={method!r}, c_in={c_in}, c_out={c_out}, kernel_size={k}, rank={rank}, "
+                f"hw={hw}")
+        expected = layer(method, c_in, c_out, k, rank).flops(hw)
+        got = _call(exercise, chain_flops, case, method, c_in, c_out, k, rank, hw)
+        if _as_number(got) == expected:
+            continue
+        pixels = hw[0] * hw[1]
+        if method == "tucker2":
+            r_in, r_out = rank
+            alternatives = {
+                "swapped": layer(method, c_in, c_out, k, (r_out, r_in)).flops(hw)
+                if r_out <= c_in and r_in <= c_out else None,
+                "core only": 2 * pixels * r_in * r_out * k * k}
+        elif method.startswith("cp"):
+            other = "cp-fused" if method == "cp-separable" else "cp-separable"
+            alternatives = {"other cp": layer(other, c_in, c_out, k, rank).flops(hw)}
+        else:
+            alternatives = {"no c_out": 2 * pixels * rank * c_in * k * k}
+        if _as_number(got) == expected // 2:
+            hint = "that counts multiply-adds; a multiply-add is 2 FLOPs"
+        elif _as_number(got) == expected // pixels:
+            hint = "that is per output pixel: multiply by the number of pixels H·W"
+        elif got == alternatives.get("swapped"):
+            hint = "rank = (R_in, R_out): the first 1×1 conv maps C_in → R_in, the last R_out → C_out"
+        elif got == alternatives.get("core only"):
+            hint = "count the two 1×1 convolutions too, not only the k×k core"
+        elif got == alternatives.get("other cp") and method == "cp-separable":
+            hint = ("separable: two depthwise convs, k×1 then 1×k: (k_h + k_w)·R multiply-adds per "
+                    "pixel, not k_h·k_w·R")
+        elif got == alternatives.get("other cp"):
+            hint = "fused: ONE depthwise k×k conv, k_h·k_w·R multiply-adds per pixel, not (k_h + k_w)·R"
+        elif got == alternatives.get("no c_out"):
+            hint = "the chain has two convs: add the last 1×1 conv R → C_out"
+        else:
+            hint = {"svd": "2·H·W·R·(C_in·k² + C_out)",
+                    "tucker2": "2·H·W·(C_in·R_in + R_in·R_out·k² + R_out·C_out)",
+                    "cp-separable": "2·H·W·R·(C_in + 2k + C_out)",
+                    "cp-fused": "2·H·W·R·(C_in + k² + C_out)"}[method]
+            hint = f"for {method} at stride 1 with same padding: {hint}"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"FLOPs of the SVD, Tucker-2 and both CP chains match lrlib's layers on "
+                      f"{len(cases)} cases")
+
+
+def exercise_5_3(tucker_ranks_for_speedup) -> None:
+    """Check ``tucker_ranks_for_speedup(conv, input_hw, speedup)`` → ``(R_in, R_out)``: of
+    the pairs ``(max(1, round(t·C_in/m)), max(1, round(t·C_out/m)))``, ``m = max(C_in,
+    C_out)``, ``t = 1, 2, …, m``, the last whose Tucker-2 chain needs at most ``1/speedup``
+    of the dense convolution's FLOPs on an ``input_hw`` input; ``None`` when none does.
+    Equal to ``lrlib.compress.choose_ranks(conv, FlopReduction(speedup),
+    method="tucker2", input_hw=input_hw)``."""
+    from .compress import FlopReduction, _candidates, choose_ranks
+    from .layers import Tucker2Conv2d, conv_flops
+
+    exercise = "5.3"
+    cases = [((64, 128, 3, 1, 1), (14, 14), 4), ((32, 64, 3, 1, 1), (28, 28), 2),
+             ((128, 256, 3, 1, 1), (7, 7), 8), ((48, 96, 3, 2, 1), (16, 16), 4),
+             ((96, 40, 3, 1, 1), (10, 10), 3), ((16, 16, 3, 1, 1), (8, 8), 100)]
+    for (c_in, c_out, k, stride, padding), hw, speedup in cases:
+        torch.manual_seed(c_in + c_out)
+        conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding, bias=False)
+        case = (f"Conv2d({c_in}, {c_out}, {k}, stride={stride}, padding={padding}) on a {hw} "
+                f"input, speedup={speedup}")
+        expected = choose_ranks(conv, FlopReduction(speedup), method="tucker2", input_hw=hw)
+        got = _call(exercise, tucker_ranks_for_speedup, case, conv, hw, speedup)
+        if got is None and expected is None:
+            continue
+        if isinstance(got, (tuple, list)) and len(got) == 2 and expected is not None \
+                and all(isinstance(r, int) and not isinstance(r, bool) for r in got) \
+                and tuple(got) == tuple(expected):
+            continue
+        dense = conv_flops(conv, hw)
+        budget = dense / speedup
+
+        def chain(ranks):
+            return Tucker2Conv2d(c_in, c_out, k, ranks, stride=stride, padding=padding,
+                                 device="meta").flops(hw)
+
+        candidates = _candidates("tucker2", (c_out, c_in, k, k))
+        if expected is None:
+            hint = ("even ranks (1, 1) need more than 1/speedup of the dense FLOPs here: return "
+                    "None when no pair is fast enough")
+        elif got is None:
+            hint = "some pair is fast enough here; return it"
+        elif not (isinstance(got, (tuple, list)) and len(got) == 2):
+            hint = "return a pair (R_in, R_out)"
+        elif not all(isinstance(r, int) and not isinstance(r, bool) for r in got):
+            hint = "return ints (round, then int(...))"
+        elif tuple(got) == tuple(expected)[::-1]:
+            hint = "the order is (R_in, R_out): R_in belongs to the C_in input channels"
+        elif stride > 1:
+            hint = ("with stride 2 the first 1×1 conv runs at the INPUT size H×W and the k×k core "
+                    "and last 1×1 at the OUTPUT size; the dense conv runs at the output size")
+        elif tuple(got) in candidates and candidates.index(tuple(got)) == candidates.index(tuple(expected)) + 1:
+            hint = (f"the chain at your ranks needs {chain(tuple(got)):,} FLOPs, more than dense/"
+                    f"speedup = {budget:,.0f}: keep the LAST pair within the budget")
+        elif tuple(got) in candidates and candidates.index(tuple(got)) < candidates.index(tuple(expected)):
+            hint = ("a larger pair still fits the budget: take the last candidate whose FLOPs are "
+                    "<= dense FLOPs / speedup")
+        elif tuple(got) in candidates and candidates.index(tuple(got)) > candidates.index(tuple(expected)):
+            hint = ("your ranks are too large: count all three convolutions of the chain, "
+                    "C_in·R_in·H·W + (R_in·R_out·k² + R_out·C_out)·H_out·W_out (times 2)")
+        else:
+            hint = ("scan t = 1 … max(C_in, C_out) with R_in = max(1, round(t·C_in/m)), R_out = "
+                    "max(1, round(t·C_out/m)) and keep the last pair within the FLOP budget")
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"Tucker-2 ranks match lrlib's FlopReduction rule on {len(cases)} layers "
+                      "(stride 2 and an unreachable speedup included)")
+
+
+def exercise_5_4(end_to_end_speedup) -> None:
+    """Check ``end_to_end_speedup(times_ms, speedups)``: the whole model's speedup when each
+    part ``name`` of ``times_ms`` (milliseconds per call, every part of the model) runs
+    ``speedups.get(name, 1)`` times faster (Amdahl's law): ``Σ t / Σ t/s``; a speedup of
+    ``inf`` makes a part free."""
+    exercise = "5.4"
+    inf = float("inf")
+    cases = [
+        ({"conv": 6.0, "bn": 2.0, "rest": 2.0}, {"conv": 3.0, "bn": 2.0}, 2.0),
+        ({"conv": 6.0, "rest": 4.0}, {"conv": inf}, 2.5),
+        ({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 2.0, "c": 3.0}, 6.0 / 3.5),
+        ({"a": 5.0, "b": 5.0}, {}, 1.0),
+        ({"conv2": 10.0, "conv3": 5.0, "bn": 3.0, "pool": 2.0}, {"conv2": 4.0, "conv3": 0.5}, 20.0 / 17.5),
+    ]
+    for times, speedups, expected in cases:
+        case = f"times_ms={times}, speedups={speedups}"
+        got = _call(exercise, end_to_end_speedup, case, dict(times), dict(speedups))
+        number = _as_number(got)
+        if number is not None and math.isclose(number, expected, rel_tol=1e-9):
+            continue
+        mean_speedup = sum(speedups.values()) / len(speedups) if speedups else 1.0
+        changed_only = (sum(times[n] for n in speedups) / sum(times[n] / speedups[n] for n in speedups)
+                        if speedups else 1.0)
+        if number is not None and math.isclose(number, mean_speedup):
+            hint = ("averaging the speedups ignores how long each part takes: divide the total "
+                    "time before by the total time after")
+        elif number is not None and math.isclose(number, changed_only):
+            hint = ("the parts that are not sped up still take their time: sum over ALL parts of "
+                    "times_ms (speedup 1 where none is given)")
+        elif number is not None and math.isclose(number, 1 / expected):
+            hint = "speedup = time before / time after (greater than 1 when faster)"
+        else:
+            hint = "Σ t_i / Σ (t_i / s_i), with s_i = speedups.get(name, 1); t/inf is 0"
+        raise _failed(exercise, case, expected, got, hint)
+    _passed(exercise, f"Amdahl's law matches on {len(cases)} cases (a free part and a slower "
+                      "part included)")
+
+
+def exercise_5_5(sensitivity) -> None:
+    """Check ``sensitivity(model, data, layer_names, rules)`` → ``{(name, rule): drop}``:
+    for each layer alone and each rank rule, the accuracy drop ``baseline − accuracy`` when
+    only that layer is factorized (``compress(model, rank={name: rule})``, method
+    ``"auto"``), everything else dense; ``model`` unchanged. Compared with
+    ``lrlib.compress.sensitivity_scan`` on the reference CNN and 200 test images."""
+    from .compress import compress, sensitivity_scan
+    from .data import fashion_mnist
+    from .models import load_reference
+    from .train import evaluate
+
+    exercise = "5.5"
+    model = load_reference("cnn")
+    test = fashion_mnist("test")
+    subset = (test.images[:200], test.labels[:200])
+    layer_names, rules = ["conv2", "conv3"], [0.05, 0.1]
+    case = f"the reference CNN, 200 test images, layer_names={layer_names}, rules={rules}"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = _call(exercise, sensitivity, case, model, subset, list(layer_names), list(rules))
+    after = model.state_dict()
+    if set(after) != set(before) or any(not torch.equal(before[k], after[k]) for k in before):
+        raise _failed(exercise, case, "the model unchanged", "the model's weights or layers changed",
+                      "compress works on a copy unless inplace=True: do not pass inplace=True, and "
+                      "do not change the model yourself")
+    scan = sensitivity_scan(model, subset, rules=rules, include=layer_names)
+    expected = {(row["layer"], row["rule"]): row["drop"] for row in scan.rows}
+    if not isinstance(got, dict) or set(got) != set(expected):
+        keys = sorted(got, key=str) if isinstance(got, dict) else type(got).__name__
+        raise _failed(exercise, case, f"a dict with keys {sorted(expected)}", keys,
+                      "one entry per (layer name, rule) pair, e.g. result[('conv3', 0.05)]")
+    tolerance = 1.5 / len(subset[1])  # one image, in case evaluation batches differ
+    for key, drop in expected.items():
+        value = _as_number(got[key])
+        if value is not None and math.isclose(value, drop, abs_tol=tolerance):
+            continue
+        accuracy = scan.baseline - drop
+        all_layers, _ = compress(model, rank=key[1], measure=False)
+        everywhere = scan.baseline - evaluate(all_layers, subset).accuracy
+        if value is not None and math.isclose(value, accuracy, abs_tol=tolerance):
+            hint = "return the DROP, baseline accuracy − accuracy after compressing, not the accuracy"
+        elif value is not None and math.isclose(value, -drop, abs_tol=tolerance) and drop != 0:
+            hint = "the drop is baseline − compressed accuracy (positive when accuracy falls)"
+        elif value is not None and math.isclose(value, everywhere, abs_tol=tolerance):
+            hint = ("factorize ONE layer at a time: compress(model, rank={name: rule}) leaves every "
+                    "other layer dense")
+        else:
+            hint = ("for each layer and rule: compressed, _ = compress(model, rank={name: rule}, "
+                    "measure=False); drop = evaluate(model, data).accuracy − evaluate(compressed, "
+                    "data).accuracy")
+        raise _failed(exercise, case + f", entry {key}", drop, got[key], hint)
+    _passed(exercise, f"accuracy drops match lrlib's sensitivity scan for {len(expected)} "
+                      "(layer, rule) pairs, and the model is unchanged")
 
 
 # ------------------------------------------------------------------ notebook 06
