@@ -14,16 +14,22 @@ quantized inference):
     b' = s · (b − μ) + β
 
 One layer fewer to run, the same outputs up to rounding.
+
+:func:`freeze` goes further with PyTorch's own inference optimizations: it records the
+model as a TorchScript graph and lets ``torch.jit.optimize_for_inference`` fold BatchNorm,
+fuse each convolution with the ReLU after it and pick the CPU convolution library's
+preferred memory layout. The graph computes the same function; only the clock changes.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
 
-__all__ = ["fold_batchnorm", "fold_batchnorms"]
+__all__ = ["fold_batchnorm", "fold_batchnorms", "freeze"]
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -60,14 +66,52 @@ def fold_batchnorms(model: nn.Module, *, inplace: bool = False) -> nn.Module:
 
     Works on models built from ``nn.Sequential`` containers (such as
     ``lrlib.models.CNN``; pairs inside other modules are left alone, since their order of
-    use is not known): each folded BatchNorm is replaced by ``nn.Identity``. The
-    result is in eval mode. The caller's model is left unchanged unless ``inplace=True``.
+    use is not known): each folded BatchNorm is replaced by ``nn.Identity``. A BatchNorm
+    that follows a factorized convolution of ``lrlib.layers`` (``SVDConv2d``,
+    ``Tucker2Conv2d``, ``CPConv2d``: chains whose last step is a 1×1 ``nn.Conv2d`` called
+    ``last``) is folded into that last step, so a model can be factorized with its
+    BatchNorms in place, fine-tuned, and folded at the end. The result is in eval mode.
+    The caller's model is left unchanged unless ``inplace=True``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     target = model if inplace else copy.deepcopy(model)
     _fold_children(target)
     return target.eval()
+
+
+def freeze(model: nn.Module, example_input: torch.Tensor, *, check: bool = True,
+           atol: float = 1e-4) -> torch.jit.ScriptModule:
+    """A frozen, inference-optimized TorchScript copy of ``model`` (the caller's model is
+    not changed).
+
+    ``torch.jit.trace`` records the operations ``model`` runs on ``example_input`` (so
+    the model must not branch on its input), ``torch.jit.optimize_for_inference`` freezes
+    the weights into the graph and applies its fusions. With ``check=True`` the outputs
+    on ``example_input`` are compared with the eager model's and a ``ValueError`` is raised
+    when they differ by more than ``atol``. The result only runs inference; to fine-tune,
+    keep the eager model. Save it with ``torch.jit.save`` and load it with
+    ``torch.jit.load``, without lrlib.
+
+    TorchScript is deprecated in recent PyTorch releases in favour of ``torch.compile``
+    and ``torch.export``; its deprecation warnings are silenced here. It is used because
+    it needs no C++ compiler (``torch.compile`` does, on a CPU) and still gives the fused
+    CPU kernels; lesson 07 exports with ``torch.export`` for deployment.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor, got {type(example_input).__name__}")
+    eager = copy.deepcopy(model).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        frozen = torch.jit.optimize_for_inference(torch.jit.trace(eager, example_input))
+        if check:
+            difference = (frozen(example_input) - eager(example_input)).abs().max().item()
+            if not difference <= atol:
+                raise ValueError(f"the frozen model differs from the eager one by {difference:.3g} "
+                                 f"(more than atol={atol}) on example_input")
+    return frozen
 
 
 def _fold_children(module: nn.Module) -> None:
@@ -79,11 +123,23 @@ def _fold_children(module: nn.Module) -> None:
     """
     previous_name, previous = None, None
     for name, child in list(module.named_children()):
-        if (isinstance(module, nn.Sequential) and isinstance(child, nn.BatchNorm2d)
-                and isinstance(previous, nn.Conv2d)):
-            setattr(module, previous_name, fold_batchnorm(previous, child))
-            setattr(module, name, nn.Identity())
-            previous_name, previous = name, None
-            continue
+        if isinstance(module, nn.Sequential) and isinstance(child, nn.BatchNorm2d):
+            if isinstance(previous, nn.Conv2d):
+                setattr(module, previous_name, fold_batchnorm(previous, child))
+                setattr(module, name, nn.Identity())
+                previous_name, previous = name, None
+                continue
+            if _is_conv_chain(previous):
+                previous.last = fold_batchnorm(previous.last, child)
+                setattr(module, name, nn.Identity())
+                previous_name, previous = name, None
+                continue
         _fold_children(child)
         previous_name, previous = name, child
+
+
+def _is_conv_chain(module) -> bool:
+    """True for lrlib's factorized convolutions, whose output is that of their ``last`` 1×1 conv."""
+    from .layers import CPConv2d, SVDConv2d, Tucker2Conv2d
+
+    return isinstance(module, (SVDConv2d, Tucker2Conv2d, CPConv2d)) and isinstance(module.last, nn.Conv2d)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageSet
 
-__all__ = ["fit", "fine_tune", "evaluate", "EvalResult", "progress_enabled", "SCHEDULES"]
+__all__ = ["fit", "fine_tune", "recalibrate_batchnorm", "evaluate", "EvalResult", "progress_enabled", "SCHEDULES"]
 
 #: The learning-rate schedules ``fit`` knows.
 SCHEDULES = ("constant", "cosine")
@@ -178,6 +178,43 @@ def fine_tune(model: nn.Module, data, *, epochs: int = 1, lr: float = 3e-4,
     """
     return fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, schedule="cosine",
                seed=seed, progress=progress, device=device)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data, *, batch_size: int = 250, device=None) -> nn.Module:
+    """Re-estimate the running mean and variance of every BatchNorm in ``model``, in place.
+
+    After a layer is factorized its outputs have slightly different statistics than the
+    dense layer's, and the BatchNorm that follows still normalizes with the old ones.
+    Running a few thousand training images through the model in training mode, without
+    gradients and without changing a weight, replaces them by the new layer's statistics
+    (a cumulative average over all batches: ``momentum=None``). Notebook 05 shows that
+    on the reference CNN this recovers much of what factorizing lost, at the cost of one
+    evaluation; fine-tuning can follow. Like :func:`fine_tune`, this changes ``model``
+    (only its BatchNorm buffers); it is returned in eval mode. Only the inputs of
+    ``data`` are used; the labels are ignored.
+    """
+    _check_model(model)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise ValueError("model has no BatchNorm layer to recalibrate")
+    loader = _as_loader(data, batch_size, shuffle=False, seed=0)
+    device = _model_device(model, device)
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    try:
+        for inputs, _labels in loader:
+            model(inputs.to(device))
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
+    return model
 
 
 @torch.inference_mode()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrlib import models, optimize
+from lrlib import layers, models, optimize
 
 
 def _random_bn(channels, seed):
@@ -77,3 +77,45 @@ def test_pairs_outside_sequential_containers_are_left_alone():
 
     model = optimize.fold_batchnorms(Reversed())
     assert isinstance(model.bn, nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("make_chain", [
+    lambda conv: layers.SVDConv2d.from_conv(conv, 5),
+    lambda conv: layers.Tucker2Conv2d.from_conv(conv, (4, 6)),
+    lambda conv: layers.CPConv2d.from_conv(conv, 7, implementation="separable", n_iter_max=5),
+    lambda conv: layers.CPConv2d.from_conv(conv, 7, implementation="fused", n_iter_max=5),
+])
+def test_fold_batchnorms_folds_into_the_last_step_of_a_factorized_chain(make_chain):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 12, 3, padding=1, bias=False)
+    model = nn.Sequential(make_chain(conv), _random_bn(12, 3), nn.ReLU()).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 6, 9, 9)
+    folded = optimize.fold_batchnorms(model)
+    assert isinstance(folded[1], nn.Identity)
+    assert type(folded[0]) is type(model[0])
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(folded[0].to_dense()(x), folded[0](x), atol=1e-5, rtol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_freeze_computes_the_same_function_and_leaves_the_model_alone():
+    model = models.load_reference("cnn")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    x = torch.randn(4, 1, 28, 28)
+    frozen = optimize.freeze(model, x)
+    assert model.training, "freeze must not change the caller's model (its mode included)"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    other = torch.randn(6, 1, 28, 28)      # another batch size than the traced one
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(other), model.eval()(other), atol=1e-4, rtol=1e-4)
+    assert isinstance(frozen, torch.jit.ScriptModule)
+
+
+def test_freeze_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="model"):
+        optimize.freeze("cnn", torch.randn(1, 1, 28, 28))
+    with pytest.raises(TypeError, match="example_input"):
+        optimize.freeze(models.build_reference("cnn"), [1, 2])

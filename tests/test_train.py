@@ -150,3 +150,31 @@ def test_fine_tune_recovers_a_damaged_model_with_a_falling_learning_rate(learnin
     history = train.fine_tune(model, (inputs, labels), epochs=3, lr=0.05, progress=False)
     assert len(history) == 3 and seen[0] == pytest.approx(0.05) and seen[-1] < 0.01
     assert train.evaluate(model, (inputs, labels)).accuracy > max(damaged, 0.95)
+
+
+def test_recalibrate_batchnorm_sets_the_statistics_of_the_data_and_only_those():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, momentum=0.3), nn.ReLU())
+    model[1].running_mean.fill_(5.0)       # stale statistics, as after factorizing conv
+    model[1].running_var.fill_(9.0)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    images = torch.randn(40, 3, 6, 6) * 2 + 1
+    result = train.recalibrate_batchnorm(model, (images, torch.zeros(40, dtype=torch.long)), batch_size=8)
+    assert result is model and not model.training
+    with torch.no_grad():
+        features = model[0](images)                     # what the BatchNorm sees
+    expected_mean = features.mean(dim=(0, 2, 3))
+    torch.testing.assert_close(model[1].running_mean, expected_mean, atol=1e-5, rtol=1e-5)
+    # a cumulative average of the per-batch unbiased variances (5 batches of 8 images)
+    per_batch = torch.stack([features[i:i + 8].var(dim=(0, 2, 3), unbiased=True) for i in range(0, 40, 8)])
+    torch.testing.assert_close(model[1].running_var, per_batch.mean(dim=0), atol=1e-4, rtol=1e-4)
+    assert model[1].momentum == 0.3, "the BatchNorm's own momentum is restored"
+    for key, value in weights.items():
+        assert torch.equal(model.state_dict()[key], value), f"{key} changed"
+
+
+def test_recalibrate_batchnorm_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        train.recalibrate_batchnorm(nn.Linear(2, 2), _toy_problem(8))
+    with pytest.raises(ValueError, match="batch_size"):
+        train.recalibrate_batchnorm(nn.BatchNorm1d(2), _toy_problem(8), batch_size=0)
