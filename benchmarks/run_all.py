@@ -94,7 +94,8 @@ def markdown(summaries: dict, environment: dict) -> str:
                      f"{'yes' if summary['met'] else 'no'} |")
     machine = ", ".join(f"{key} {value}" for key, value in environment.items()
                         if key in ("cpu", "logical_cpus", "torch_threads", "platform", "python", "torch"))
-    return "\n".join(lines) + f"\n\nMeasured on: {machine}.\n"
+    when = time.strftime("%Y-%m-%d", time.gmtime())
+    return "\n".join(lines) + f"\n\nMeasured on {when} on: {machine}.\n"
 
 
 def update_readme(table: str) -> None:

@@ -17,11 +17,12 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.compress`` -- replace a model's layers by factorized ones, with a report (03)
 * ``lrlib.tensor``  -- unfold/fold, mode-n product, Khatri–Rao, CP-ALS, HOSVD, HOOI, VBMF (04)
 * ``lrlib.blocks``  -- 1×1 convolutions: Fire, depthwise separable, bottleneck (06)
+* ``lrlib.deploy``  -- save and reload a compressed model, torch.export, dynamic int8 quantization (07)
 """
 
 __version__ = "0.1.0"
 
-from . import bench, blocks, checks, compress, data, env, layers, models, optimize, profile, svd, tensor, train, viz  # noqa: E402
+from . import bench, blocks, checks, compress, data, deploy, env, layers, models, optimize, profile, svd, tensor, train, viz  # noqa: E402
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
 from .layers import CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d  # noqa: E402
@@ -34,6 +35,7 @@ __all__ = [
     "checks",
     "compress",
     "data",
+    "deploy",
     "env",
     "layers",
     "models",

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -161,6 +159,7 @@ def _default_exclude(model) -> list:
 
 def command_compress(args) -> int:
     from . import compress as compress_module
+    from . import deploy
     from .data import fashion_mnist
     from .models import IMAGE_SHAPE, load_reference
     from .optimize import fold_batchnorms
@@ -201,45 +200,24 @@ def command_compress(args) -> int:
                          for m in ("original", "compressed"))
         print(f"batch {batch}: measured speedup {before / after:.2f}x")
 
-    # write everything into a temporary folder first, then move it into place
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".lrlib-", dir=output.parent))
-    staging.chmod(0o755)
-    try:
-        torch.save(compressed.state_dict(), staging / "model.pt")
-        record = {"base_model": args.model, "batchnorm_folded": not args.keep_batchnorm,
-                  "method": args.method, "target_speedup": args.target_speedup,
-                  "layers": compress_module.factorized_structure(report), "accuracy": accuracy,
-                  "latency": rows, "seconds": time.perf_counter() - start,
-                  "rebuild": "compress.rebuild(optimize.fold_batchnorms(models.build_reference(base_model)) "
-                             "if batchnorm_folded else models.build_reference(base_model), layers)"
-                             ".load_state_dict(torch.load('model.pt', weights_only=True))"}
-        (staging / "model.json").write_text(json.dumps(record, indent=2) + "\n")
-        _plot(rows, staging / "latency.png")
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    # deploy.save_compressed writes into a temporary folder and renames it into place
+    deploy.save_compressed(
+        compressed, output, base_model=args.model, structure=compress_module.factorized_structure(report),
+        batchnorm_folded=not args.keep_batchnorm, overwrite=args.overwrite,
+        extra={"method": args.method, "target_speedup": args.target_speedup, "accuracy": accuracy,
+               "latency": rows, "seconds": time.perf_counter() - start,
+               "rebuild": "lrlib.deploy.load_compressed(folder)"},
+        extra_files={"latency.png": lambda path: _plot(rows, path)})
     print(f"saved {output / 'model.pt'}, {output / 'model.json'} and {output / 'latency.png'}")
     return 0
 
 
 def load_compressed(folder) -> torch.nn.Module:
-    """The model ``lrlib compress`` saved into ``folder``, rebuilt and loaded, in eval mode."""
-    from .compress import rebuild
-    from .models import build_reference
-    from .optimize import fold_batchnorms
+    """The model ``lrlib compress`` saved into ``folder``, rebuilt and loaded, in eval mode
+    (``lrlib.deploy.load_compressed``)."""
+    from . import deploy
 
-    folder = Path(folder)
-    record = json.loads((folder / "model.json").read_text())
-    dense = build_reference(record["base_model"])
-    if record["batchnorm_folded"]:
-        dense = fold_batchnorms(dense)
-    model = rebuild(dense, record["layers"], inplace=True)
-    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-    return model.eval()
+    return deploy.load_compressed(folder)
 
 
 # --------------------------------------------------------------------------- the parser
