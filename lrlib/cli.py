@@ -4,9 +4,10 @@
     lrlib bench --model cnn --batch-sizes 1,8,32
     lrlib compress --model cnn --method auto --target-speedup 3 --fine-tune-epochs 1
 
-``compress`` runs the whole path of the course on a reference model: fold BatchNorm into
-the convolutions (lesson 02), factorize every layer where that saves FLOPs at the target
-reduction (lessons 03–05), fine-tune, evaluate, measure latency and throughput before and
+``compress`` runs the whole path of the course on a reference model: factorize every layer
+where that saves FLOPs at the target reduction (lessons 03–05), re-estimate the BatchNorm
+statistics for the new layers, fine-tune, fold BatchNorm into the convolutions (lesson
+02), evaluate, measure latency and throughput before and
 after (lesson 01), and save the result into ``--output``: ``model.pt`` (state_dict),
 ``model.json`` (what rebuilds it, and the measurements) and ``latency.png``. The output
 folder appears only when everything succeeded.
@@ -157,13 +158,20 @@ def _default_exclude(model) -> list:
     return sorted(names)
 
 
+def _default_lr(report) -> float:
+    """The fine-tuning learning rate: CP chains need far gentler steps than the others
+    (notebook 05; benchmarks/conv_speedup.py)."""
+    methods = {row["method"] for row in report.rows if row["rank"] is not None}
+    return 1e-5 if any(method.startswith("cp") for method in methods) else 3e-4
+
+
 def command_compress(args) -> int:
     from . import compress as compress_module
     from . import deploy
     from .data import fashion_mnist
     from .models import IMAGE_SHAPE, load_reference
     from .optimize import fold_batchnorms
-    from .train import evaluate, fine_tune
+    from .train import evaluate, fine_tune, recalibrate_batchnorm
 
     _check_model_name(args.model)
     output = Path(args.output)
@@ -177,18 +185,26 @@ def command_compress(args) -> int:
     if args.test_images is not None:
         test = (test.images[:args.test_images], test.labels[:args.test_images])
     start = time.perf_counter()
-    dense = fold_batchnorms(original) if not args.keep_batchnorm else copy.deepcopy(original)
+    train_set = fashion_mnist("train")
     example = torch.randn(8, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
-    exclude = args.exclude if args.exclude is not None else _default_exclude(dense)
+    exclude = args.exclude if args.exclude is not None else _default_exclude(original)
+    # factorize with BatchNorm still in place, so that its statistics can be re-estimated
+    # for the new layers and it can help fine-tuning; fold it at the end (notebook 05)
     compressed, report = compress_module.compress(
-        dense, rank=compress_module.FlopReduction(args.target_speedup), method=args.method,
+        original, rank=compress_module.FlopReduction(args.target_speedup), method=args.method,
         example_input=example, exclude=exclude or None, measure=False)
     print(report)
     accuracy = {"original": evaluate(original, test).accuracy,
                 "factorized": evaluate(compressed, test).accuracy}
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in compressed.modules()):
+        recalibrate_batchnorm(compressed, (train_set.images[:2000], train_set.labels[:2000]))
+        accuracy["BN recalibrated"] = evaluate(compressed, test).accuracy
     if args.fine_tune_epochs:
+        lr = args.lr if args.lr is not None else _default_lr(report)
         torch.manual_seed(args.seed)
-        fine_tune(compressed, fashion_mnist("train"), epochs=args.fine_tune_epochs, seed=args.seed)
+        fine_tune(compressed, train_set, epochs=args.fine_tune_epochs, lr=lr, seed=args.seed)
+    if not args.keep_batchnorm:
+        compressed = fold_batchnorms(compressed)
     accuracy["fine-tuned"] = evaluate(compressed, test).accuracy
     print("test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
 
@@ -254,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
                                       "if it is a conv on ≤ 3 channels; --exclude alone factorizes all)")
     compress_parser.add_argument("--test-images", type=_positive_int, default=None, metavar="N",
                                  help="evaluate on the first N test images only (default: all 2,000)")
-    compress_parser.add_argument("--keep-batchnorm", action="store_true", help="do not fold BatchNorm first")
+    compress_parser.add_argument("--keep-batchnorm", action="store_true",
+                                 help="keep BatchNorm layers in the saved model (default: fold them "
+                                      "into the convolutions after fine-tuning)")
+    compress_parser.add_argument("--lr", type=_positive_float, default=None,
+                                 help="fine-tuning learning rate (default 1e-5 when CP chains were "
+                                      "used, else 3e-4)")
     compress_parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 8, 32], metavar="N,N,…")
     compress_parser.add_argument("--seconds", type=_positive_float, default=0.3, help="timing per phase")
     compress_parser.add_argument("--threads", type=int, default=None)

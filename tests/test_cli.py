@@ -53,8 +53,13 @@ def test_compress_fine_tunes_the_cnn_and_folds_batchnorm(tmp_path, capsys):
     record = json.loads((output / "model.json").read_text())
     assert record["batchnorm_folded"] and set(record["layers"]) == {"conv2", "conv3", "conv4"}
     assert all(entry["method"] == "cp-fused" for entry in record["layers"].values())
+    assert list(record["accuracy"]) == ["original", "factorized", "BN recalibrated", "fine-tuned"]
     model = cli.load_compressed(output)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    from lrlib import data, train
+    test = data.fashion_mnist("test")
+    accuracy = train.evaluate(model, (test.images[:100], test.labels[:100])).accuracy
+    assert accuracy == pytest.approx(record["accuracy"]["fine-tuned"])
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -65,6 +70,7 @@ def test_compress_fine_tunes_the_cnn_and_folds_batchnorm(tmp_path, capsys):
     (["compress", "--model", "mlp", "--method", "qr"], "invalid choice"),
     (["compress", "--model", "mlp", "--fine-tune-epochs", "two"], "int >= 0"),
     (["compress", "--model", "mlp", "--test-images", "0"], "positive int"),
+    (["compress", "--model", "mlp", "--lr", "0"], "positive number"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_exit_with_status_2_and_write_nothing(argv, message, tmp_path, capsys, monkeypatch):
