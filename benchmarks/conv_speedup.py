@@ -116,18 +116,25 @@ END_TO_END_RUNS = (
 )
 
 
-def fastest_ms(model, x, seconds, rounds=2) -> dict:
-    """Median latency of ``model`` on ``x`` run three ways (eager contiguous, eager
-    channels_last, frozen TorchScript), each the best of ``rounds`` interleaved timings."""
-    ways = {"eager contiguous": (copy.deepcopy(model), x),
+def ways_to_run(model, x) -> dict:
+    """``model`` ready to run three ways on ``x``: eager contiguous, eager channels_last, and
+    frozen TorchScript (``optimize.freeze``)."""
+    return {"eager contiguous": (copy.deepcopy(model), x),
             "eager channels_last": (copy.deepcopy(model).to(memory_format=torch.channels_last),
                                     x.contiguous(memory_format=torch.channels_last)),
             "frozen": (optimize.freeze(model, x), x)}
+
+
+def interleaved_ms(models_by_label: dict, x, seconds, rounds=3) -> dict:
+    """``{label: {way: ms}}``: every model run every way, all taking turns for ``rounds``
+    rounds; each keeps its best median (background work only ever slows a run down)."""
+    runs = {(label, way): prepared for label, model in models_by_label.items()
+            for way, prepared in ways_to_run(model, x).items()}
     best = {}
     for _ in range(rounds):
-        for way, (module, inputs) in ways.items():
-            best[way] = min(best.get(way, float("inf")), median_ms(module, inputs, seconds))
-    return best
+        for key, (module, inputs) in runs.items():
+            best[key] = min(best.get(key, float("inf")), median_ms(module, inputs, seconds))
+    return {label: {way: best[label, way] for (l, way) in best if l == label} for label in models_by_label}
 
 
 def end_to_end(flop_reduction, method: str, epochs: int, lr: float, seconds: float) -> dict:
@@ -154,8 +161,8 @@ def end_to_end(flop_reduction, method: str, epochs: int, lr: float, seconds: flo
     accuracy["fine-tuned"] = train.evaluate(compressed, test_set, progress=False).accuracy
 
     dense = optimize.fold_batchnorms(original)
-    latency = {"original as shipped": median_ms(original, x, seconds),
-               "dense": fastest_ms(dense, x, seconds), "compressed": fastest_ms(compressed, x, seconds)}
+    latency = interleaved_ms({"dense": dense, "compressed": compressed}, x, seconds)
+    latency["original as shipped"] = median_ms(original, x, seconds)
     same_way = {way: latency["dense"][way] / latency["compressed"][way] for way in latency["dense"]}
     best_dense, best_compressed = min(latency["dense"].values()), min(latency["compressed"].values())
     return {"method": method, "flop_reduction": flop_reduction, "epochs": epochs,
@@ -188,33 +195,37 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="measured vs predicted speedup of factorized convs")
     parser.add_argument("--quick", action="store_true", help="a 2×2×2 corner of the grid, short timings")
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--skip-grid", action="store_true",
+                        help="only the end-to-end part (the JSON then has no grid: run_all needs both)")
     parser.add_argument("--seconds", type=float, default=0.2, help="timing per phase per module")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
 
-    channel_list, sizes, batches = ((64, 128), (8, 16), (1, 8)) if args.quick else \
-        ((64, 128, 256), (8, 16, 32), (1, 8, 32))
-    rows = []
-    for channels in channel_list:
-        for size in sizes:
-            for batch in batches:
-                rows.append(measure_layer(channels, size, batch, args.seconds))
-    print("1. grid: measured speedup / FLOP-predicted speedup at 4x fewer FLOPs")
-    summary = print_grid(rows)
-    best_cp = {name: max(summary[name]["cp-separable"], summary[name]["cp-fused"]) for name in FORMATS}
-    tucker_ok = max(summary[name]["tucker2"] for name in FORMATS) >= 0.8
-    cp_ok = max(best_cp.values()) >= 0.6
-    print(f"goal Tucker-2 median >= 0.8: {'met' if tucker_ok else 'missed'}; "
-          f"better CP median >= 0.6: {'met' if cp_ok else 'missed'}")
+    rows, summary, thread_rows = [], {}, {}
+    if not args.skip_grid:
+        channel_list, sizes, batches = ((64, 128), (8, 16), (1, 8)) if args.quick else \
+            ((64, 128, 256), (8, 16, 32), (1, 8, 32))
+        rows = []
+        for channels in channel_list:
+            for size in sizes:
+                for batch in batches:
+                    rows.append(measure_layer(channels, size, batch, args.seconds))
+        print("1. grid: measured speedup / FLOP-predicted speedup at 4x fewer FLOPs")
+        summary = print_grid(rows)
+        best_cp = {name: max(summary[name]["cp-separable"], summary[name]["cp-fused"]) for name in FORMATS}
+        tucker_ok = max(summary[name]["tucker2"] for name in FORMATS) >= 0.8
+        cp_ok = max(best_cp.values()) >= 0.6
+        print(f"goal Tucker-2 median >= 0.8: {'met' if tucker_ok else 'missed'}; "
+              f"better CP median >= 0.6: {'met' if cp_ok else 'missed'}")
 
-    print("\n2. threads: C=128, 16x16, batch 32")
-    thread_rows = {}
-    for threads in sorted({1, torch.get_num_threads()}):
-        thread_rows[threads] = measure_layer(128, 16, 32, args.seconds, threads=threads)
-        for name in FORMATS:
-            ratios = thread_rows[threads][name]["ratio"]
-            print(f"threads={threads} {name:<13} dense {thread_rows[threads][name]['ms']['dense']:.3f} ms; "
-                  + ", ".join(f"{m} {ratios[m]:.2f}" for m in METHODS))
+        print("\n2. threads: C=128, 16x16, batch 32")
+        thread_rows = {}
+        for threads in sorted({1, torch.get_num_threads()}):
+            thread_rows[threads] = measure_layer(128, 16, 32, args.seconds, threads=threads)
+            for name in FORMATS:
+                ratios = thread_rows[threads][name]["ratio"]
+                print(f"threads={threads} {name:<13} dense {thread_rows[threads][name]['ms']['dense']:.3f} ms; "
+                      + ", ".join(f"{m} {ratios[m]:.2f}" for m in METHODS))
 
     results = {"benchmark": "conv_speedup", "environment": env.environment(), "grid": rows,
                "grid_median": summary, "threads": thread_rows}

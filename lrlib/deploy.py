@@ -64,7 +64,9 @@ def save_compressed(model: nn.Module, folder, *, base_model: str, structure: dic
     structure : dict
         ``compress.factorized_structure(report)``: the method and ranks per layer.
     batchnorm_folded : bool
-        Whether BatchNorm was folded into the convolutions before factorizing.
+        Whether the saved model has its BatchNorm layers folded (``optimize.fold_batchnorms``,
+        before or after factorizing): loading then folds the dense reference model before
+        rebuilding the factorized layers, so that the state_dict keys match.
     extra : dict, optional
         More JSON-serializable facts to record (accuracy, latency, settings).
     extra_files : dict, optional
