@@ -7,26 +7,14 @@ import pytest
 import torch
 
 from lrlib import checks, compress, layers, train
-
-
-def _fails_with(checker, wrong, hint, exercise):
-    with pytest.raises(AssertionError) as info:
-        checker(wrong)
-    message = str(info.value)
-    assert message.startswith(f"Exercise {exercise}: for "), message
-    assert "expected:" in message and "got:" in message
-    assert hint in message, message
-
-
-def _stub(*args):
-    raise NotImplementedError("Exercise 5.k: replace this line with your solution")
+from checker_asserts import fails_with, stub
 
 
 @pytest.mark.parametrize("checker", [checks.exercise_5_1, checks.exercise_5_2, checks.exercise_5_3,
                                      checks.exercise_5_4, checks.exercise_5_5])
 def test_unfinished_exercises_raise_not_implemented_and_results_are_type_errors(checker):
     with pytest.raises(NotImplementedError):
-        checker(_stub)
+        checker(stub)
     with pytest.raises(TypeError, match="pass your function itself"):
         checker(42)
 
@@ -88,7 +76,7 @@ def _scrambled(weights, factors):
     (lambda w, f: f, "A_in.T[:, :, None, None]"),
 ])
 def test_exercise_5_1_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_5_1, wrong, hint, "5.1")
+    fails_with(checks.exercise_5_1, wrong, hint, "5.1")
 
 
 # ------------------------------------------------------------------ Exercise 5.2
@@ -161,7 +149,7 @@ def _svd_without_last(method, c_in, c_out, k, rank, hw):
     (lambda *args: 0, "stride 1 with same padding"),
 ])
 def test_exercise_5_2_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_5_2, wrong, hint, "5.2")
+    fails_with(checks.exercise_5_2, wrong, hint, "5.2")
 
 
 # ------------------------------------------------------------------ Exercise 5.3
@@ -239,7 +227,7 @@ def _core_only_budget(conv, input_hw, speedup):
     (lambda conv, hw, f: (1, 1), "a larger pair still fits"),
 ])
 def test_exercise_5_3_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_5_3, wrong, hint, "5.3")
+    fails_with(checks.exercise_5_3, wrong, hint, "5.3")
 
 
 # ------------------------------------------------------------------ Exercise 5.4
@@ -262,7 +250,7 @@ def test_exercise_5_4_passes_the_reference(capsys):
     (lambda t, s: sum(t.values()), "Σ t_i / Σ (t_i / s_i)"),
 ])
 def test_exercise_5_4_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_5_4, wrong, hint, "5.4")
+    fails_with(checks.exercise_5_4, wrong, hint, "5.4")
 
 
 # ------------------------------------------------------------------ Exercise 5.5
@@ -310,4 +298,4 @@ def _in_place(model, data, layer_names, rules):
     (lambda m, d, names, rules: {name: 0.0 for name in names}, "one entry per (layer name, rule)"),
 ])
 def test_exercise_5_5_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_5_5, wrong, hint, "5.5")
+    fails_with(checks.exercise_5_5, wrong, hint, "5.5")

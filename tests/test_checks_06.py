@@ -6,26 +6,14 @@ import torch
 from torch import nn
 
 from lrlib import blocks, checks
-
-
-def _fails_with(checker, wrong, hint, exercise):
-    with pytest.raises(AssertionError) as info:
-        checker(wrong)
-    message = str(info.value)
-    assert message.startswith(f"Exercise {exercise}: for "), message
-    assert "expected:" in message and "got:" in message
-    assert hint in message, message
-
-
-def _stub(*args):
-    raise NotImplementedError("Exercise 6.k: replace this line with your solution")
+from checker_asserts import fails_with, stub
 
 
 @pytest.mark.parametrize("checker", [checks.exercise_6_1, checks.exercise_6_2,
                                      checks.exercise_6_3])
 def test_unfinished_exercises_raise_not_implemented_and_results_are_type_errors(checker):
     with pytest.raises(NotImplementedError):
-        checker(_stub)
+        checker(stub)
     with pytest.raises(TypeError, match="pass your function itself"):
         checker(42)
 
@@ -63,7 +51,7 @@ def _transposed(x, W, b):
     (lambda x, W, b: None, "return the output tensor"),
 ])
 def test_exercise_6_1_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_6_1, wrong, hint, "6.1")
+    fails_with(checks.exercise_6_1, wrong, hint, "6.1")
 
 
 def test_exercise_6_1_names_a_transposed_weight():
@@ -97,7 +85,7 @@ def test_exercise_6_2_passes_the_reference(capsys):
     (lambda c, s, e1, e3: float(fire_params_reference(c, s, e1, e3)), "return an int"),
 ])
 def test_exercise_6_2_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_6_2, wrong, hint, "6.2")
+    fails_with(checks.exercise_6_2, wrong, hint, "6.2")
 
 
 # ------------------------------------------------------------------ Exercise 6.3
@@ -137,4 +125,4 @@ def test_exercise_6_3_leaves_the_learners_module_in_its_mode():
                                          nn.Conv2d(c, n, 1)).forward, "an nn.Module"),
 ])
 def test_exercise_6_3_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_6_3, wrong, hint, "6.3")
+    fails_with(checks.exercise_6_3, wrong, hint, "6.3")

@@ -5,26 +5,14 @@ import pytest
 import torch
 
 from lrlib import checks, compress
-
-
-def _fails_with(checker, wrong, hint, exercise):
-    with pytest.raises(AssertionError) as info:
-        checker(wrong)
-    message = str(info.value)
-    assert message.startswith(f"Exercise {exercise}: for "), message
-    assert "expected:" in message and "got:" in message
-    assert hint in message, message
-
-
-def _stub(*args, **kwargs):
-    raise NotImplementedError("Exercise 7.k: replace this line with your solution")
+from checker_asserts import fails_with, stub
 
 
 @pytest.mark.parametrize("checker", [checks.exercise_7_1, checks.exercise_7_2,
                                      checks.exercise_7_3, checks.exercise_7_4])
 def test_unfinished_exercises_raise_not_implemented_and_results_are_type_errors(checker):
     with pytest.raises(NotImplementedError):
-        checker(_stub)
+        checker(stub)
     with pytest.raises(TypeError, match="pass your function itself"):
         checker(42)
 
@@ -64,7 +52,7 @@ def test_exercise_7_1_cases_are_the_documented_ones():
     (lambda a, b: 0.5, "predictions = logits.argmax(dim=1)"),
 ])
 def test_exercise_7_1_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_7_1, wrong, hint, "7.1")
+    fails_with(checks.exercise_7_1, wrong, hint, "7.1")
 
 
 def test_exercise_7_1_reports_the_learners_exception():
@@ -184,7 +172,7 @@ def _none_for_dense(rows, max_drop):
     (lambda rows, max_drop: {"conv9": 0.5}, "for each layer: keep its rows"),
 ])
 def test_exercise_7_2_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_7_2, wrong, hint, "7.2")
+    fails_with(checks.exercise_7_2, wrong, hint, "7.2")
 
 
 # ------------------------------------------------------------------ Exercise 7.3
@@ -224,7 +212,7 @@ def test_exercise_7_3_definition_matches_a_quantized_linear():
     (lambda n, m, bias=True: n + m, "in_features·out_features (1 byte each)"),
 ])
 def test_exercise_7_3_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_7_3, wrong, hint, "7.3")
+    fails_with(checks.exercise_7_3, wrong, hint, "7.3")
 
 
 # ------------------------------------------------------------------ Exercise 7.4
@@ -280,7 +268,7 @@ def _sweep(points):
     (lambda points: list(points), "keep a name when no other point"),
 ])
 def test_exercise_7_4_fails_helpfully(wrong, hint):
-    _fails_with(checks.exercise_7_4, wrong, hint, "7.4")
+    fails_with(checks.exercise_7_4, wrong, hint, "7.4")
 
 
 def test_exercise_7_4_names_a_wrong_order_among_the_right_names():
@@ -288,4 +276,4 @@ def test_exercise_7_4_names_a_wrong_order_among_the_right_names():
         front = pareto_reference(points)
         return front[1:] + front[:1] if len(front) > 2 else front
 
-    _fails_with(checks.exercise_7_4, shuffled, "not in order", "7.4")
+    fails_with(checks.exercise_7_4, shuffled, "not in order", "7.4")
