@@ -265,3 +265,46 @@ def test_sensitivity_scan_ranks_layers_and_chooses(cnn):
         compress.sensitivity_scan(cnn, (inputs, labels), rules=[])
     with pytest.raises(ValueError, match="max_drop must be a number >= 0"):
         scan.choose(-1)
+
+
+@pytest.mark.parametrize("method", ["tucker2", "cp-fused", "cp-separable", "svd"])
+def test_flop_reduction_with_ranks_that_are_multiples_of_8(method):
+    conv = nn.Conv2d(64, 64, 3, padding=1)
+    hw = (16, 16)
+    budget = 2 * 64 * 64 * 9 * 16 * 16 / 4
+    chosen = compress.choose_ranks(conv, compress.FlopReduction(4, multiple_of=8), method=method, input_hw=hw)
+    plain = compress.choose_ranks(conv, compress.FlopReduction(4), method=method, input_hw=hw)
+    geometry = {"padding": 1}
+
+    def flops(ranks):
+        if method == "tucker2":
+            return Tucker2Conv2d(64, 64, 3, ranks, **geometry).flops(hw)
+        if method == "svd":
+            return SVDConv2d(64, 64, 3, ranks, **geometry).flops(hw)
+        return CPConv2d(64, 64, 3, ranks, implementation=method[3:], **geometry).flops(hw)
+
+    # independently: the largest multiple of 8 (the same for both ranks of this square
+    # layer) whose chain fits in a quarter of the dense FLOPs
+    largest = 64 if method in ("tucker2", "svd") else 64 * 9
+    fitting = [r for r in range(8, largest + 1, 8)
+               if flops((r, r) if method == "tucker2" else r) <= budget]
+    expected = fitting[-1]
+    assert chosen == ((expected, expected) if method == "tucker2" else expected)
+    assert plain != chosen and flops(plain) >= flops(chosen)   # the plain rule is not aligned here
+
+
+def test_flop_reduction_multiple_of_on_pairs_small_layers_and_bad_values():
+    wide = nn.Conv2d(32, 96, 3, padding=1)
+    r_in, r_out = compress.choose_ranks(wide, compress.FlopReduction(3, multiple_of=8), method="tucker2",
+                                        input_hw=(8, 8))
+    assert r_in % 8 == 0 and r_out % 8 == 0 and r_out > r_in
+    narrow = nn.Conv2d(4, 6, 3, padding=1)
+    assert compress.choose_ranks(narrow, compress.FlopReduction(2, multiple_of=8), method="tucker2",
+                                 input_hw=(8, 8)) is None
+    _, report = compress.compress(nn.Sequential(narrow), rank=compress.FlopReduction(2, multiple_of=8),
+                                  example_input=torch.randn(1, 4, 8, 8))
+    assert report.rows[0]["rank"] is None
+    assert "no rank that is a multiple of 8 reaches 2× fewer FLOPs" in report.rows[0]["note"]
+    for bad in (0, 2.5, True, "8"):
+        with pytest.raises(ValueError, match=f"multiple_of must be a positive int, got {bad!r}"):
+            compress.FlopReduction(4, multiple_of=bad)

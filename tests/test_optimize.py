@@ -1,5 +1,9 @@
 """lrlib.optimize: BatchNorm folding keeps the function and never touches the caller's model."""
 
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -119,3 +123,36 @@ def test_freeze_rejects_bad_arguments():
         optimize.freeze("cnn", torch.randn(1, 1, 28, 28))
     with pytest.raises(TypeError, match="example_input"):
         optimize.freeze(models.build_reference("cnn"), [1, 2])
+
+
+_FREED_MEMORY_SCRIPT = """
+import os, sys, torch
+from lrlib import optimize
+if sys.argv[1] == "keep":
+    assert optimize.keep_freed_memory()
+def resident_bytes():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+block = torch.ones(16 << 20 >> 2)          # 16 MiB, every page touched
+before = resident_bytes()
+del block
+print(before - resident_bytes())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="keep_freed_memory acts on glibc's malloc")
+def test_keep_freed_memory_keeps_a_freed_block_resident():
+    # in a fresh process each, since the setting lasts for the life of the process
+    def released(mode):
+        result = subprocess.run([sys.executable, "-c", _FREED_MEMORY_SCRIPT, mode],
+                                capture_output=True, text=True, check=True)
+        return int(result.stdout.strip())
+
+    assert released("default") >= 12 << 20      # glibc handed the 16 MiB back
+    assert released("keep") <= 2 << 20          # now it stays in the process
+
+
+@pytest.mark.parametrize("bad", [0, 1000, True, 2.5, "1G"])
+def test_keep_freed_memory_rejects_bad_limits(bad):
+    with pytest.raises(ValueError, match=r"limit_bytes must be an int of at least 1 MiB \(1048576\), got"):
+        optimize.keep_freed_memory(bad)
