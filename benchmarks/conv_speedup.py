@@ -152,6 +152,11 @@ def interleaved_ms(models_by_label: dict, x, seconds, rounds=5) -> dict:
     return {label: {way: best[label, way] for (l, way) in best if l == label} for label in models_by_label}
 
 
+def rank_rule(spec):
+    """A FLOP reduction (a float) becomes ``FlopReduction(spec, multiple_of=8)``; ranks stay."""
+    return compress.FlopReduction(spec, multiple_of=8) if isinstance(spec, float) else spec
+
+
 def end_to_end(method: str, flop_reduction, epochs: int, lr: float, batch_size: int,
                seconds: float) -> dict:
     """The reference CNN with conv2–4 factorized, BatchNorm recalibrated, fine-tuned and
@@ -161,9 +166,8 @@ def end_to_end(method: str, flop_reduction, epochs: int, lr: float, batch_size: 
     x = torch.randn(32, 1, 28, 28)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rank = ({name: compress.FlopReduction(f, multiple_of=8) if isinstance(f, float) else f
-                 for name, f in flop_reduction.items()}
-                if isinstance(flop_reduction, dict) else compress.FlopReduction(flop_reduction, multiple_of=8))
+        rank = ({name: rank_rule(spec) for name, spec in flop_reduction.items()}
+                if isinstance(flop_reduction, dict) else rank_rule(flop_reduction))
         compressed, report = compress.compress(original, rank=rank, method=method, example_input=x,
                                                include=["conv2", "conv3", "conv4"], measure=False)
     accuracy = {"original": train.evaluate(original, test_set, progress=False).accuracy,
@@ -195,9 +199,12 @@ def end_to_end(method: str, flop_reduction, epochs: int, lr: float, batch_size: 
 def print_end_to_end(run: dict) -> None:
     acc, lat = run["accuracy"], run["latency_ms"]
     reduction = run["flop_reduction"]
-    reduction = (", ".join(f"{k} {v:g}x" if isinstance(v, float) else f"{k} as given" for k, v in reduction.items())
-                 if isinstance(reduction, dict) else f"{reduction:g}x in conv2-4")
-    print(f"{run['method']} at fewer FLOPs ({reduction}), ranks {run['ranks']}")
+    if isinstance(reduction, dict):
+        plan = ", ".join(f"{k} {v:g}x fewer FLOPs" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in reduction.items())
+    else:
+        plan = f"{reduction:g}x fewer FLOPs in conv2-4"
+    print(f"{run['method']}, {plan}: ranks {run['ranks']}")
     print(f"  accuracy {acc['original']:.4f} dense; {acc['factorized']:.4f} factorized, "
           f"{acc['recalibrated']:.4f} BN recalibrated, {acc['fine-tuned']:.4f} after {run['epochs']} "
           f"epochs at lr {run['lr']:g}, batch {run['batch_size']}, and folding ({run['fine_tune_seconds']:.0f} s): "
