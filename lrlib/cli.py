@@ -116,6 +116,12 @@ def command_bench(args) -> int:
     from .models import load_reference
 
     _check_model_name(args.model)
+    if args.keep_freed_memory:
+        from .optimize import keep_freed_memory
+
+        kept = keep_freed_memory()
+        print("allocator: freed memory kept (lrlib.optimize.keep_freed_memory)" if kept else
+              "allocator: default (keep_freed_memory works only with glibc on Linux)")
     rows = _latency_rows({args.model: load_reference(args.model)}, args.batch_sizes, args.seconds, args.threads)
     _print_latency(rows)
     return 0
@@ -254,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 8, 32], metavar="N,N,…")
     bench_parser.add_argument("--seconds", type=_positive_float, default=0.5, help="timing per phase")
     bench_parser.add_argument("--threads", type=int, default=None)
+    bench_parser.add_argument("--keep-freed-memory", action="store_true",
+                              help="keep freed memory in the process (glibc), as a server would "
+                                   "(lrlib.optimize.keep_freed_memory)")
     bench_parser.set_defaults(run=command_bench)
 
     compress_parser = commands.add_parser(

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from lrlib import cli
+from lrlib import cli, optimize
 
 
 def test_models_lists_the_reference_models(capsys):
@@ -20,6 +20,17 @@ def test_bench_prints_a_row_per_batch_size(capsys):
     assert cli.main(["bench", "--model", "mlp", "--batch-sizes", "1,4", "--seconds", "0.02"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mlp")]
     assert [line.split()[1] for line in lines] == ["1", "4"]
+
+
+def test_bench_keeps_freed_memory_only_when_asked(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(optimize, "keep_freed_memory", lambda: calls.append("called") or True)
+    assert cli.main(["bench", "--model", "mlp", "--batch-sizes", "1", "--seconds", "0.02"]) == 0
+    assert calls == [] and "allocator" not in capsys.readouterr().out
+    assert cli.main(["bench", "--model", "mlp", "--batch-sizes", "1", "--seconds", "0.02",
+                     "--keep-freed-memory"]) == 0
+    assert calls == ["called"]
+    assert "allocator: freed memory kept" in capsys.readouterr().out
 
 
 def test_compress_end_to_end_writes_a_model_that_reloads(tmp_path):
