@@ -136,9 +136,11 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     unmaps it on ``free``, and it returns free memory at the top of its heap to the system
     once there is more than ``M_TRIM_THRESHOLD``. The next pass then touches brand-new pages,
     and the kernel must zero and map each 4 KiB page on a page fault. On a virtual machine a
-    page fault is expensive: a factorized chain, which writes 2–3 intermediate tensors where
-    the dense layer writes one, measured up to 3× slower than its own convolutions timed
-    one by one (``benchmarks/conv_speedup.py``).
+    page fault is expensive: on the 2-core virtual machine the course is tested on, a
+    factorized chain, which writes 2–3 intermediate tensors where the dense layer writes
+    one, sometimes ran several times slower than its own convolutions timed one by one
+    (notebook 05, section 8, shows the check; ``benchmarks/conv_speedup.py`` measures with
+    and without this setting).
 
     This sets both thresholds to ``limit_bytes`` (the mmap one to at most 32 MiB where glibc
     refuses more) with ``mallopt``; the same as starting Python with the environment
