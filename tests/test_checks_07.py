@@ -96,22 +96,22 @@ def test_exercise_7_2_does_not_let_the_learner_change_the_rows():
     checks.exercise_7_2(destructive)
 
 
-def _min_drop(rows, max_drop):
+def _per_layer_pick(rows, max_drop, pick):
+    # per layer, the rule that ``pick`` chooses among the ranks within max_drop
     choice = {}
     for layer in dict.fromkeys(row["layer"] for row in rows):
         good = [r for r in rows if r["layer"] == layer and r["rank"] is not None and r["drop"] <= max_drop]
         if good:
-            choice[layer] = min(good, key=lambda r: r["drop"])["rule"]
+            choice[layer] = pick(good)["rule"]
     return choice
+
+
+def _min_drop(rows, max_drop):
+    return _per_layer_pick(rows, max_drop, lambda good: min(good, key=lambda r: r["drop"]))
 
 
 def _largest(rows, max_drop):
-    choice = {}
-    for layer in dict.fromkeys(row["layer"] for row in rows):
-        good = [r for r in rows if r["layer"] == layer and r["rank"] is not None and r["drop"] <= max_drop]
-        if good:
-            choice[layer] = max(good, key=lambda r: r["params_after"])["rule"]
-    return choice
+    return _per_layer_pick(rows, max_drop, lambda good: max(good, key=lambda r: r["params_after"]))
 
 
 def _first_listed(rows, max_drop):
