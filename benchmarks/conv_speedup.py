@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from lrlib import bench, compress, data, env, models, optimize, train
-from lrlib.layers import CPConv2d, Tucker2Conv2d, conv_flops
+from lrlib.layers import chain_like, conv_flops
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "conv_speedup.json"
 METHODS = ("cp-separable", "cp-fused", "tucker2")
@@ -58,11 +58,7 @@ FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 def chain(conv: nn.Conv2d, method: str, ranks) -> nn.Module:
     """A factorized chain with ``conv``'s geometry (random weights: only the time matters)."""
-    args = (conv.in_channels, conv.out_channels, conv.kernel_size, ranks)
-    geometry = {"stride": conv.stride, "padding": conv.padding}
-    if method == "tucker2":
-        return Tucker2Conv2d(*args, **geometry)
-    return CPConv2d(*args, implementation=method[3:], **geometry)
+    return chain_like(conv, method, ranks)
 
 
 def median_ms(module, x, seconds) -> float:

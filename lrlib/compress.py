@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from ._table import html_table, text_table
-from .layers import (CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d, check_conv,
+from .layers import (CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d, chain_like, check_conv,
                      conv_output_size, max_cp_rank)
 from .svd import break_even_rank, rank_for_energy
 
@@ -176,14 +176,7 @@ def _flops_after(method: str, layer: nn.Module, ranks, input_hw) -> int | None:
         return 2 * ranks * (layer.in_features + layer.out_features)
     if input_hw is None:
         return None
-    geometry = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation,
-                "device": "meta"}
-    args = (layer.in_channels, layer.out_channels, layer.kernel_size, ranks)
-    if method == "svd":
-        return SVDConv2d(*args, **geometry).flops(input_hw)
-    if method == "tucker2":
-        return Tucker2Conv2d(*args, **geometry).flops(input_hw)
-    return CPConv2d(*args, implementation=method[3:], **geometry).flops(input_hw)
+    return chain_like(layer, method, ranks, device="meta").flops(input_hw)
 
 
 def _flops_before(layer: nn.Module, input_hw) -> int | None:
@@ -641,14 +634,8 @@ def _empty_factorized(method: str, layer: nn.Module, ranks) -> nn.Module:
     if isinstance(layer, nn.Linear):
         return LowRankLinear(layer.in_features, layer.out_features, ranks, bias=layer.bias is not None,
                              **options)
-    args = (layer.in_channels, layer.out_channels, layer.kernel_size,
-            tuple(ranks) if method == "tucker2" else ranks, layer.stride, layer.padding, layer.dilation)
-    bias = layer.bias is not None
-    if method in ("svd", "randomized"):
-        return SVDConv2d(*args, bias=bias, **options)
-    if method == "tucker2":
-        return Tucker2Conv2d(*args, bias=bias, **options)
-    return CPConv2d(*args, bias=bias, implementation=method[3:], **options)
+    return chain_like(layer, "svd" if method == "randomized" else method,
+                      tuple(ranks) if method == "tucker2" else ranks, **options)
 
 
 def factorized_structure(report: CompressionReport) -> dict:

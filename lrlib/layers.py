@@ -20,7 +20,7 @@ from torch import nn
 from .svd import check_rank, randomized_svd, truncated_svd
 
 __all__ = ["LowRankLinear", "SVDConv2d", "Tucker2Conv2d", "CPConv2d", "check_conv",
-           "conv_output_size", "conv_flops", "max_cp_rank"]
+           "conv_output_size", "conv_flops", "max_cp_rank", "chain_like", "CHAIN_METHODS"]
 
 METHODS = ("svd", "randomized")
 SPLITS = ("balanced", "left", "right")
@@ -585,3 +585,27 @@ def _check_cp_rank(rank, shape) -> int:
         raise ValueError(f"rank must be between 1 and {limit} (no kernel of shape {tuple(shape)} "
                          f"needs a higher CP rank), got {rank}")
     return rank
+
+
+#: The chains :func:`chain_like` builds, by name.
+CHAIN_METHODS = ("svd", "tucker2", "cp-separable", "cp-fused")
+
+
+def chain_like(conv: nn.Conv2d, method: str, ranks, *, device=None, dtype=None) -> nn.Module:
+    """An untrained factorized chain with ``conv``'s channels, kernel size, stride, padding,
+    dilation and bias (present or not): ``"svd"`` → :class:`SVDConv2d`, ``"tucker2"`` →
+    :class:`Tucker2Conv2d`, ``"cp-separable"`` / ``"cp-fused"`` → :class:`CPConv2d`. For
+    counting FLOPs (with ``device="meta"``: shapes only), for timing, and as the structure
+    a saved state_dict loads into; to factorize trained weights use each class's
+    ``from_conv``."""
+    check_conv(conv)
+    if method not in CHAIN_METHODS:
+        raise ValueError(f"method must be one of {CHAIN_METHODS}, got {method!r}")
+    args = (conv.in_channels, conv.out_channels, conv.kernel_size, ranks, conv.stride,
+            conv.padding, conv.dilation, conv.bias is not None)
+    options = {"device": device, "dtype": dtype}
+    if method == "svd":
+        return SVDConv2d(*args, **options)
+    if method == "tucker2":
+        return Tucker2Conv2d(*args, **options)
+    return CPConv2d(*args, implementation=method[3:], **options)

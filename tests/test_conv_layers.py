@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from lrlib import profile, tensor
+from lrlib import layers, profile, tensor
 from lrlib.layers import (CPConv2d, SVDConv2d, Tucker2Conv2d, conv_flops, conv_output_size,
                           max_cp_rank)
 
@@ -245,3 +245,31 @@ def test_nan_weights_are_refused():
                  lambda c: CPConv2d.from_conv(c, 2)):
         with pytest.raises(ValueError, match=r"conv.weight contains NaN or Inf"):
             make(dense)
+
+
+@pytest.mark.parametrize("method, cls", [("svd", layers.SVDConv2d), ("tucker2", layers.Tucker2Conv2d),
+                                         ("cp-separable", layers.CPConv2d), ("cp-fused", layers.CPConv2d)])
+def test_chain_like_copies_the_geometry_and_counts_the_same_flops(method, cls):
+    conv = nn.Conv2d(6, 10, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), bias=False)
+    ranks = (4, 5) if method == "tucker2" else 4
+    chain = layers.chain_like(conv, method, ranks)
+    assert type(chain) is cls and chain.last.bias is None
+    assert (chain.kernel_size, chain.stride, chain.padding) == ((3, 2), (2, 1), (1, 0))
+    x = torch.randn(2, 6, 9, 8)
+    assert chain(x).shape == conv(x).shape
+    if method.startswith("cp"):
+        assert chain.implementation == method[3:]
+        built = layers.CPConv2d(6, 10, (3, 2), 4, (2, 1), (1, 0), (1, 2), False, implementation=method[3:])
+    else:
+        built = cls(6, 10, (3, 2), ranks, (2, 1), (1, 0), (1, 2), False)
+    assert chain.flops((9, 8)) == built.flops((9, 8))
+    assert layers.chain_like(conv, method, ranks, device="meta").flops((9, 8)) == built.flops((9, 8))
+    with_bias = layers.chain_like(nn.Conv2d(6, 10, 3), method, ranks)
+    assert with_bias.last.bias is not None
+
+
+def test_chain_like_rejects_unknown_methods_and_non_convs():
+    with pytest.raises(ValueError, match=r"method must be one of \('svd', 'tucker2', 'cp-separable', 'cp-fused'\), got 'cp'"):
+        layers.chain_like(nn.Conv2d(4, 4, 3), "cp", 2)
+    with pytest.raises(TypeError):
+        layers.chain_like(nn.Linear(4, 4), "svd", 2)
