@@ -4,6 +4,7 @@ for faster inference".
 One module per idea; the notebook that introduces each is named in its docstring:
 
 * ``lrlib.env``     -- what machine this is (00)
+* ``lrlib.validate`` -- the argument checks every module shares (00)
 * ``lrlib.checks``  -- one checker per exercise (00 onwards)
 * ``lrlib.data``    -- the shipped Fashion-MNIST subset and synthetic inputs (00)
 * ``lrlib.models``  -- the reference models and their trained weights (00)
@@ -14,15 +15,19 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.optimize`` -- optimizations that keep the maths, e.g. BatchNorm folding (02)
 * ``lrlib.svd``     -- truncated and randomized SVD, Eckart–Young, rank rules (03)
 * ``lrlib.layers``  -- factorized layers: LowRankLinear (03), SVDConv2d, Tucker2Conv2d, CPConv2d (05)
+* ``lrlib.factorizations`` -- the registry of methods: one place that turns a name into a layer (03)
+* ``lrlib.ranks``   -- rank rules: int, fraction, Energy, VBMF, FlopReduction (03, 05)
 * ``lrlib.compress`` -- replace a model's layers by factorized ones, with a report (03)
+* ``lrlib.sensitivity`` -- accuracy lost per layer, to choose ranks (05)
 * ``lrlib.tensor``  -- unfold/fold, mode-n product, Khatri–Rao, CP-ALS, HOSVD, HOOI, VBMF (04)
 * ``lrlib.blocks``  -- 1×1 convolutions: Fire, depthwise separable, bottleneck (06)
-* ``lrlib.deploy``  -- save and reload a compressed model, torch.export, dynamic int8 quantization (07)
+* ``lrlib.deploy``  -- save and rebuild a compressed model, torch.export, dynamic int8 quantization (07)
 """
 
 __version__ = "0.1.0"
 
-from . import bench, blocks, checks, compress, data, deploy, env, layers, models, optimize, profile, svd, tensor, train, viz  # noqa: E402
+from . import (bench, blocks, checks, compress, data, deploy, env, factorizations, layers,  # noqa: E402
+               models, optimize, profile, ranks, sensitivity, svd, tensor, train, validate, viz)
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
 from .layers import CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d  # noqa: E402
@@ -37,13 +42,17 @@ __all__ = [
     "data",
     "deploy",
     "env",
+    "factorizations",
     "layers",
     "models",
     "optimize",
     "profile",
+    "ranks",
+    "sensitivity",
     "svd",
     "tensor",
     "train",
+    "validate",
     "viz",
     "CLASS_NAMES",
     "ImageSet",

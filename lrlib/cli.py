@@ -177,6 +177,7 @@ def command_compress(args) -> int:
     from .data import fashion_mnist
     from .models import IMAGE_SHAPE, load_reference
     from .optimize import fold_batchnorms
+    from .ranks import FlopReduction
     from .train import evaluate, fine_tune, recalibrate_batchnorm
 
     _check_model_name(args.model)
@@ -197,8 +198,8 @@ def command_compress(args) -> int:
     # factorize with BatchNorm still in place, so that its statistics can be re-estimated
     # for the new layers and it can help fine-tuning; fold it at the end (notebook 05)
     compressed, report = compress_module.compress(
-        original, rank=compress_module.FlopReduction(args.target_speedup), method=args.method,
-        example_input=example, exclude=exclude or None, measure=False)
+        original, rank=FlopReduction(args.target_speedup), method=args.method,
+        example_input=example, exclude=exclude or None)
     print(report)
     accuracy = {"original": evaluate(original, test).accuracy,
                 "factorized": evaluate(compressed, test).accuracy}
@@ -224,7 +225,7 @@ def command_compress(args) -> int:
 
     # deploy.save_compressed writes into a temporary folder and renames it into place
     deploy.save_compressed(
-        compressed, output, base_model=args.model, structure=compress_module.factorized_structure(report),
+        compressed, output, base_model=args.model, structure=deploy.factorized_structure(report),
         batchnorm_folded=not args.keep_batchnorm, overwrite=args.overwrite,
         extra={"method": args.method, "target_speedup": args.target_speedup, "accuracy": accuracy,
                "latency": rows, "seconds": time.perf_counter() - start,
@@ -234,17 +235,9 @@ def command_compress(args) -> int:
     return 0
 
 
-def load_compressed(folder) -> torch.nn.Module:
-    """The model ``lrlib compress`` saved into ``folder``, rebuilt and loaded, in eval mode
-    (``lrlib.deploy.load_compressed``)."""
-    from . import deploy
-
-    return deploy.load_compressed(folder)
-
-
 # --------------------------------------------------------------------------- the parser
 def build_parser() -> argparse.ArgumentParser:
-    from .compress import METHODS
+    from .factorizations import METHODS
 
     parser = argparse.ArgumentParser(prog="lrlib", description="Low-rank compression of the course's "
                                      "reference models, from the command line.")

@@ -7,8 +7,9 @@ shown to compute what was measured.
 * :func:`save_compressed` / :func:`load_compressed` store a factorized model as its
   ``state_dict`` plus a small JSON record of what rebuilds it: the dense reference model
   it came from, whether BatchNorm was folded, and the method and ranks of every
-  factorized layer (``lrlib.compress.factorized_structure``). Loading rebuilds the
-  architecture (``lrlib.compress.rebuild``) and loads the weights. The folder appears
+  factorized layer (:func:`factorized_structure`). Loading rebuilds the
+  architecture (:func:`rebuild`, untrained layers from :mod:`lrlib.factorizations`) and
+  loads the weights. The folder appears
   only when everything was written (a temporary folder is renamed into place), so an
   interrupted save leaves nothing half-written.
 * :func:`export` records the model as a graph with ``torch.export`` (an
@@ -36,7 +37,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["save_compressed", "load_compressed", "export", "save_exported", "load_exported",
+from .factorizations import untrained_like
+from .validate import check_type
+
+__all__ = ["factorized_structure", "rebuild", "save_compressed", "load_compressed", "export",
+           "save_exported", "load_exported",
            "max_difference", "quantize_dynamic", "count_quantized"]
 
 #: The files :func:`save_compressed` writes into its folder.
@@ -44,8 +49,35 @@ WEIGHTS_FILE, RECORD_FILE = "model.pt", "model.json"
 
 
 def _check_module(name: str, value) -> None:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{name} must be an nn.Module, got {type(value).__name__}")
+    check_type(value, name, nn.Module)
+
+
+def factorized_structure(report) -> dict:
+    """``{layer name: {"method": ..., "rank": ...}}`` for every layer a
+    :class:`lrlib.compress.CompressionReport` replaced: what, together with the dense
+    architecture, rebuilds the compressed model. Tucker-2 pairs become lists (JSON)."""
+    return {row["layer"]: {"method": row["method"],
+                           "rank": list(row["rank"]) if isinstance(row["rank"], tuple) else row["rank"]}
+            for row in report.rows if row["rank"] is not None}
+
+
+def rebuild(dense_model: nn.Module, structure: dict, *, inplace: bool = False) -> nn.Module:
+    """Replace the layers named in ``structure`` (from :func:`factorized_structure`) by
+    factorized layers of those methods and ranks, untrained, so that the compressed model's
+    ``state_dict`` can be loaded into the result. ``dense_model`` must have the architecture
+    the compressed model started from (e.g. ``models.build_reference("cnn")``, with
+    BatchNorm folded if it was folded before compressing)."""
+    _check_module("dense_model", dense_model)
+    check_type(structure, "structure", dict, "a dict from factorized_structure")
+    target = dense_model if inplace else copy.deepcopy(dense_model)
+    modules = dict(target.named_modules())
+    for name, entry in structure.items():
+        if name not in modules or not isinstance(modules[name], (nn.Linear, nn.Conv2d)):
+            raise ValueError(f"structure names {name!r}, which is not a Linear or Conv2d layer of "
+                             "dense_model")
+        rank = tuple(entry["rank"]) if isinstance(entry["rank"], list) else entry["rank"]
+        target.set_submodule(name, untrained_like(modules[name], rank, method=entry["method"]))
+    return target
 
 
 def save_compressed(model: nn.Module, folder, *, base_model: str, structure: dict,
@@ -62,7 +94,7 @@ def save_compressed(model: nn.Module, folder, *, base_model: str, structure: dic
     base_model : str
         The name of the reference model it was compressed from (``lrlib.models``).
     structure : dict
-        ``compress.factorized_structure(report)``: the method and ranks per layer.
+        ``deploy.factorized_structure(report)``: the method and ranks per layer.
     batchnorm_folded : bool
         Whether the saved model has its BatchNorm layers folded (``optimize.fold_batchnorms``,
         before or after factorizing): loading then folds the dense reference model before
@@ -78,9 +110,7 @@ def save_compressed(model: nn.Module, folder, *, base_model: str, structure: dic
     _check_module("model", model)
     if base_model not in REFERENCE_MODELS:
         raise ValueError(f"base_model must be one of {sorted(REFERENCE_MODELS)}, got {base_model!r}")
-    if not isinstance(structure, dict):
-        raise TypeError(f"structure must be a dict from compress.factorized_structure, got "
-                        f"{type(structure).__name__}")
+    check_type(structure, "structure", dict, "a dict from factorized_structure")
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"folder {folder} exists; pass overwrite=True or choose another folder")
@@ -108,7 +138,6 @@ def save_compressed(model: nn.Module, folder, *, base_model: str, structure: dic
 def load_compressed(folder) -> nn.Module:
     """The model :func:`save_compressed` (or ``lrlib compress``) saved into ``folder``,
     rebuilt and loaded, in eval mode."""
-    from .compress import rebuild
     from .models import build_reference
     from .optimize import fold_batchnorms
 

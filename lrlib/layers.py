@@ -1,13 +1,33 @@
-"""Factorized layers that replace dense ones.
+"""Factorized layers: modules that replace a dense Linear or Conv2d by a chain of thinner ones.
 
 Introduced in notebook ``03_svd_low_rank`` (``LowRankLinear``); the convolution layers
 ``SVDConv2d``, ``Tucker2Conv2d`` and ``CPConv2d`` in ``05_decomposing_convolutions``.
 
-``LowRankLinear`` replaces ``y = W x + b`` (``W`` of shape ``m×n``) by two thinner maps,
-``y = B (A x) + b`` with ``A`` of shape ``r×n`` and ``B`` of shape ``m×r``, built from the
-truncated SVD ``W ≈ U_r diag(S_r) V_rᴴ`` (Denton et al. 2014 and Xue, Li & Gong 2013 applied
-this to the layers of trained networks). It is literally two ``nn.Linear`` layers in a row,
-so PyTorch runs it with two matrix products and the model stays scriptable and exportable.
+Every class here follows one protocol, which :mod:`lrlib.factorizations` (the registry of
+methods) and everything built on it rely on:
+
+* ``from_dense(layer, rank, ...)`` factorizes a trained dense layer (``from_linear`` /
+  ``from_conv`` are the same method under its familiar name); the dense layer is not changed;
+* ``like(layer, rank, ...)`` makes an *untrained* copy with the dense layer's geometry, for
+  counting (``device="meta"``: shapes only), timing, or loading a saved ``state_dict``;
+* ``rank_candidates(layer)`` lists every rank the layer can take, cheapest first;
+* ``params`` (a property) and ``flops(input_hw)`` (FLOPs per example; a multiply-add is 2,
+  as ``lrlib.profile.count_flops`` counts) describe what the chain costs;
+* ``to_dense()`` multiplies the chain back out into one dense layer;
+* the first step is called ``first`` and the step that produces the output, and holds the
+  bias, is called ``last``.
+
+Ranks follow the mode order of the weight, as in tensorly: a Linear weight is ``(m, n) =
+(out, in)`` and a conv kernel ``(C_out, C_in, k_h, k_w)``, so a Tucker-2 pair is ``(R_out, R_in)``.
+
+References: Denton, Zaremba, Bruna, LeCun & Fergus 2014, "Exploiting linear structure within
+convolutional networks for efficient evaluation", NeurIPS; Xue, Li & Gong 2013, "Restructuring
+of deep neural network acoustic models with singular value decomposition", Interspeech;
+Zhang, Zou, He & Sun 2016, "Accelerating very deep convolutional networks for classification
+and detection", IEEE TPAMI; Kim, Park, Yoo, Choi, Yang & Shin 2016, "Compression of deep
+convolutional neural networks for fast and low power mobile applications", ICLR; Lebedev,
+Ganin, Rakhuba, Oseledets & Lempitsky 2015, "Speeding-up convolutional neural networks using
+fine-tuned CP-decomposition", ICLR.
 """
 
 from __future__ import annotations
@@ -18,88 +38,94 @@ import torch
 from torch import nn
 
 from .svd import check_rank, randomized_svd, truncated_svd
+from .validate import check_choice, check_finite, check_int, check_type
 
 __all__ = ["LowRankLinear", "SVDConv2d", "Tucker2Conv2d", "CPConv2d", "check_conv",
-           "conv_output_size", "conv_flops", "max_cp_rank", "chain_like", "CHAIN_METHODS"]
+           "conv_output_size", "conv_flops", "dense_flops", "max_cp_rank", "SVD_ALGORITHMS",
+           "CP_IMPLEMENTATIONS", "DEFAULT_CP_IMPLEMENTATION"]
 
-METHODS = ("svd", "randomized")
-SPLITS = ("balanced", "left", "right")
+#: How the truncated SVD of a weight is computed: exactly, or by the randomized SVD of
+#: Halko, Martinsson & Tropp (2011).
+SVD_ALGORITHMS = ("svd", "randomized")
+
+
+def _svd_factors(matrix: torch.Tensor, rank: int, algorithm: str, seed):
+    """``(first, last)`` with ``last @ first`` the best rank-``rank`` approximation of
+    ``matrix`` (float64), the singular values split evenly: ``first = √S Vᴴ``,
+    ``last = U √S``, so both factors get similar scales (which suits fine-tuning)."""
+    check_choice(algorithm, "algorithm", SVD_ALGORITHMS)
+    if algorithm == "svd":
+        U, S, Vh = truncated_svd(matrix, rank)
+    else:
+        U, S, Vh = randomized_svd(matrix, rank, seed=seed)
+    root = S.sqrt()
+    return root[:, None] * Vh, U * root
+
+
+def _count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 class LowRankLinear(nn.Module):
-    """A Linear layer of rank ``rank``: ``second(first(x))``.
+    """A Linear layer of rank ``rank``: ``last(first(x))``.
 
-    ``first`` is ``nn.Linear(in_features, rank, bias=False)`` (the matrix ``A``, ``r×n``),
-    ``second`` is ``nn.Linear(rank, out_features, bias=bias)`` (the matrix ``B``, ``m×r``).
-    It has ``r(m + n)`` weights (plus ``m`` biases) against ``mn`` for the dense layer, and
-    ``2r(m + n)`` FLOPs per example against ``2mn``.
+    ``y = W x + b`` (``W`` of shape ``m×n``) becomes ``y = B (A x) + b`` with ``A`` of shape
+    ``r×n`` and ``B`` of shape ``m×r``, built from the truncated SVD
+    ``W ≈ U_r diag(S_r) V_rᴴ`` as ``A = √S_r V_rᴴ`` and ``B = U_r √S_r`` (Denton et al. 2014
+    and Xue, Li & Gong 2013 applied this to the layers of trained networks). ``first`` is
+    ``nn.Linear(in_features, rank, bias=False)`` (``A``), ``last`` is
+    ``nn.Linear(rank, out_features, bias=bias)`` (``B``): two matrix products, so the model
+    stays scriptable and exportable.
 
-    Build one from a trained layer with :meth:`from_linear`; turn it back into an
-    ``nn.Linear`` with :meth:`to_dense`.
+    Parameters: ``r(m + n)`` weights (plus ``m`` biases) against ``mn``. FLOPs per example:
+    ``2r(m + n)`` against ``2mn``.
     """
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True,
                  *, device=None, dtype=None):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int(in_features, "in_features", minimum=1)
+        check_int(out_features, "out_features", minimum=1)
         check_rank(rank, (out_features, in_features))
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
         self.first = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
-        self.second = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
+        self.last = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x))
+        return self.last(self.first(x))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, *, method: str = "svd",
-                    split: str = "balanced", seed=None) -> "LowRankLinear":
-        """Factorize a trained ``nn.Linear`` at ``rank``; ``linear`` is not changed.
+    def from_linear(cls, linear: nn.Linear, rank: int, *, algorithm: str = "svd",
+                    seed=0) -> "LowRankLinear":
+        """Factorize a trained ``nn.Linear`` at ``rank`` (``1 ≤ rank ≤ min(m, n)``);
+        ``linear`` is not changed.
 
-        Parameters
-        ----------
-        linear : nn.Linear
-        rank : int
-            ``1 ≤ rank ≤ min(out_features, in_features)``.
-        method : {"svd", "randomized"}
-            Exact truncated SVD, or the randomized SVD of Halko, Martinsson & Tropp (2011)
-            (``seed`` makes it reproducible).
-        split : {"balanced", "left", "right"}
-            Where the singular values go: ``A = √S·Vᴴ, B = U·√S`` ("balanced", the two
-            factors get similar scales, which suits fine-tuning), ``A = Vᴴ, B = U·S``
-            ("left"), or ``A = S·Vᴴ, B = U`` ("right"). All give the same product.
-
-        The SVD is computed in float64 and the factors are cast back to the layer's dtype.
+        ``algorithm="svd"`` truncates the exact SVD; ``"randomized"`` uses the randomized
+        SVD of Halko, Martinsson & Tropp (2011), reproducible through ``seed``. The SVD is
+        computed in float64 and the factors are cast back to the layer's dtype.
         """
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        weight = linear.weight.detach()
-        if not bool(torch.isfinite(weight).all()):
-            raise ValueError("linear.weight contains NaN or Inf values; cannot factorize it")
+        check_type(linear, "linear", nn.Linear)
+        weight = check_finite(linear.weight.detach(), "linear.weight")
         check_rank(rank, weight.shape)
+        first, last = _svd_factors(weight.double(), rank, algorithm, seed)
+        layer = cls.like(linear, rank)
+        with torch.no_grad():
+            layer.first.weight.copy_(first)
+            layer.last.weight.copy_(last)
+            if linear.bias is not None:
+                layer.last.bias.copy_(linear.bias)
+        return layer
 
-        if method == "svd":
-            U, S, Vh = truncated_svd(weight.double(), rank)
-        else:
-            U, S, Vh = randomized_svd(weight.double(), rank, seed=seed)
-        return cls.from_svd(U, S, Vh, linear.bias, rank=rank, split=split, dtype=weight.dtype)
+    from_dense = from_linear
 
     @classmethod
-    def from_svd(cls, U, S, Vh, bias=None, *, rank: int, split: str = "balanced",
-                 dtype=None) -> "LowRankLinear":
-        """Build the layer from an SVD ``W = U diag(S) Vh`` computed beforehand.
+    def from_svd(cls, U, S, Vh, bias=None, *, rank: int, dtype=None) -> "LowRankLinear":
+        """Build the layer from an SVD ``W = U diag(S) Vh`` computed beforehand, keeping its
+        first ``rank`` triplets (split ``A = √S Vᴴ``, ``B = U √S`` as in :meth:`from_linear`).
 
         Useful in a sweep over ranks: compute the SVD of a weight once, then slice it for
-        every rank. The first ``rank`` singular triplets are used; ``bias`` (a tensor or
-        None) is copied; ``dtype`` defaults to ``U``'s.
+        every rank. ``bias`` (a tensor or None) is copied; ``dtype`` defaults to ``U``'s.
         """
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if (U.ndim != 2 or S.ndim != 1 or Vh.ndim != 2
                 or U.shape[1] != len(S) or len(S) != Vh.shape[0]):
             raise ValueError(f"U, S, Vh must have shapes (m, k), (k,), (k, n); got "
@@ -107,49 +133,55 @@ class LowRankLinear(nn.Module):
         check_rank(rank, (U.shape[0], Vh.shape[1]))
         if rank > len(S):
             raise ValueError(f"rank must be at most the {len(S)} singular values given, got {rank}")
-        U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
-        if split == "balanced":
-            root = S.sqrt()
-            first, second = root[:, None] * Vh, U * root
-        elif split == "left":
-            first, second = Vh, U * S
-        else:
-            first, second = S[:, None] * Vh, U
-
+        root = S[:rank].sqrt()
         layer = cls(Vh.shape[1], U.shape[0], rank, bias=bias is not None,
                     device=U.device, dtype=dtype or U.dtype)
         with torch.no_grad():
-            layer.first.weight.copy_(first)
-            layer.second.weight.copy_(second)
+            layer.first.weight.copy_(root[:, None] * Vh[:rank])
+            layer.last.weight.copy_(U[:, :rank] * root)
             if bias is not None:
-                layer.second.bias.copy_(bias)
+                layer.last.bias.copy_(bias)
         return layer
+
+    @classmethod
+    def like(cls, linear: nn.Linear, rank: int, *, device=None, dtype=None) -> "LowRankLinear":
+        """An untrained ``LowRankLinear`` of ``rank`` with ``linear``'s features and bias
+        (present or not); on ``linear``'s device and dtype unless given."""
+        check_type(linear, "linear", nn.Linear)
+        return cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None,
+                   device=device or linear.weight.device, dtype=dtype or linear.weight.dtype)
+
+    @staticmethod
+    def rank_candidates(linear: nn.Linear) -> list:
+        """Every rank a factorization of ``linear`` can have: ``1 … min(m, n)``."""
+        return list(range(1, min(linear.in_features, linear.out_features) + 1))
 
     def to_dense(self) -> nn.Linear:
         """An ``nn.Linear`` computing the same function: ``W = B A``, same bias."""
-        weight = self.second.weight
-        dense = nn.Linear(self.in_features, self.out_features, bias=self.second.bias is not None,
+        weight = self.last.weight
+        dense = nn.Linear(self.in_features, self.out_features, bias=self.last.bias is not None,
                           device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
-            dense.weight.copy_(self.second.weight @ self.first.weight)
-            if self.second.bias is not None:
-                dense.bias.copy_(self.second.bias)
+            dense.weight.copy_(self.last.weight @ self.first.weight)
+            if self.last.bias is not None:
+                dense.bias.copy_(self.last.bias)
         return dense
 
     @property
     def params(self) -> int:
         """Number of parameters: ``r(m + n)`` weights plus the biases."""
-        return sum(p.numel() for p in self.parameters())
+        return _count_params(self)
 
-    @property
-    def flops(self) -> int:
-        """FLOPs per example (a multiply-add is 2, as ``lrlib.profile.count_flops`` counts):
-        ``2r(n + m)``."""
-        return 2 * self.rank * (self.in_features + self.out_features)
+    def flops(self, input_hw=None) -> int:
+        """FLOPs per example: ``2r(n + m)`` for each input vector. ``input_hw`` is the shape
+        between the batch and the feature dimension, if any (e.g. ``(T,)`` for ``T`` tokens):
+        the layer runs once per position."""
+        positions = 1 if input_hw is None else math.prod(_tuple(input_hw))
+        return 2 * self.rank * (self.in_features + self.out_features) * positions
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"rank={self.rank}, bias={self.second.bias is not None}")
+                f"rank={self.rank}, bias={self.last.bias is not None}")
 
 
 # --------------------------------------------------------------------------- convolutions
@@ -161,15 +193,26 @@ class LowRankLinear(nn.Module):
 #
 #   SVDConv2d      K_(1) ≈ U S Vᵀ, the kernel unfolded to C_out × (C_in k_h k_w):
 #                  k_h×k_w conv C_in→R, then 1×1 conv R→C_out   (channel SVD, Zhang et al. 2016)
-#   Tucker2Conv2d  K ≈ G ×_1 U_out ×_2 U_in:
+#   Tucker2Conv2d  K ≈ G ×_1 U_out ×_2 U_in, ranks (R_out, R_in):
 #                  1×1 C_in→R_in, k_h×k_w R_in→R_out, 1×1 R_out→C_out   (Kim et al. 2016)
 #   CPConv2d       K ≈ Σ_r λ_r a_r^out ∘ a_r^in ∘ a_r^h ∘ a_r^w:
-#                  1×1 C_in→R, depthwise k_h×1, depthwise 1×k_w, 1×1 R→C_out   (Lebedev et al. 2015)
+#                  1×1 C_in→R, depthwise k_h×k_w (or k_h×1 then 1×k_w), 1×1 R→C_out
+#                  (Lebedev et al. 2015)
 #
 # The spatial convolution(s) of each chain take the original stride, padding and dilation;
 # the 1×1 convolutions have none, so every chain keeps the original output size.
 
-CONV_IMPLEMENTATIONS = ("separable", "fused")
+#: The two ways :class:`CPConv2d` runs its spatial step.
+CP_IMPLEMENTATIONS = ("fused", "separable")
+
+#: The CP chain built when none is named. Chosen by ``benchmarks/conv_speedup.py``: on the
+#: 2-core CPU it was measured on, the fused chain (one depthwise k×k conv) ran faster than
+#: the separable one (two depthwise convs) on most of the grid; see that script's output.
+DEFAULT_CP_IMPLEMENTATION = "fused"
+
+
+def _tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,)
 
 
 def _pair(value) -> tuple:
@@ -182,24 +225,16 @@ def check_conv(conv, name: str = "conv") -> nn.Conv2d:
     if isinstance(conv, nn.modules.conv._ConvTransposeNd):
         raise TypeError(f"{name} must be an nn.Conv2d; transposed convolutions "
                         f"({type(conv).__name__}) are not supported")
-    if not isinstance(conv, nn.Conv2d):
-        raise TypeError(f"{name} must be an nn.Conv2d (Conv1d, Conv3d and other layers are not "
-                        f"supported), got {type(conv).__name__}")
+    check_type(conv, name, nn.Conv2d, "an nn.Conv2d (Conv1d, Conv3d and other layers are not "
+                                      "supported)")
     if conv.groups != 1:
         raise ValueError(f"{name} has groups={conv.groups}; only groups=1 convolutions can be "
                          "factorized (a grouped conv is already a block-diagonal factorization)")
     if conv.padding_mode != "zeros":
         raise ValueError(f"{name} has padding_mode={conv.padding_mode!r}; only 'zeros' is "
                          "supported")
-    if not bool(torch.isfinite(conv.weight).all()):
-        raise ValueError(f"{name}.weight contains NaN or Inf values; cannot factorize it")
+    check_finite(conv.weight, f"{name}.weight")
     return conv
-
-
-def _check_channels(**values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def conv_output_size(input_hw, kernel_size, stride=1, padding=0, dilation=1) -> tuple:
@@ -222,12 +257,24 @@ def conv_flops(conv: nn.Conv2d, input_hw) -> int:
     return 2 * conv.out_channels * h * w * (conv.in_channels // conv.groups) * k_h * k_w
 
 
+def dense_flops(layer: nn.Module, input_hw=None) -> int:
+    """FLOPs per example of a dense ``nn.Linear`` (``2mn`` per position; ``input_hw`` as in
+    :meth:`LowRankLinear.flops`) or ``nn.Conv2d`` (:func:`conv_flops`, ``input_hw`` needed)."""
+    if isinstance(layer, nn.Conv2d):
+        if input_hw is None:
+            raise ValueError("input_hw must be given for a convolution: its FLOPs depend on "
+                             "the input's height and width")
+        return conv_flops(layer, input_hw)
+    check_type(layer, "layer", (nn.Linear, nn.Conv2d))
+    positions = 1 if input_hw is None else math.prod(_tuple(input_hw))
+    return 2 * layer.in_features * layer.out_features * positions
+
+
 def _conv_from_weight(weight: torch.Tensor, bias=None, **geometry) -> nn.Conv2d:
     """An nn.Conv2d holding ``weight`` (and ``bias``), with the given stride, padding, …"""
-    out_channels, in_per_group, k_h, k_w = weight.shape
-    groups = geometry.pop("groups", 1)
-    conv = nn.Conv2d(in_per_group * groups, out_channels, (k_h, k_w), groups=groups,
-                     bias=bias is not None, device=weight.device, dtype=weight.dtype, **geometry)
+    out_channels, in_channels, k_h, k_w = weight.shape
+    conv = nn.Conv2d(in_channels, out_channels, (k_h, k_w), bias=bias is not None,
+                     device=weight.device, dtype=weight.dtype, **geometry)
     with torch.no_grad():
         conv.weight.copy_(weight)
         if bias is not None:
@@ -235,12 +282,20 @@ def _conv_from_weight(weight: torch.Tensor, bias=None, **geometry) -> nn.Conv2d:
     return conv
 
 
+def _geometry_of(conv: nn.Conv2d) -> dict:
+    """The arguments a chain takes from the convolution it replaces."""
+    return {"in_channels": conv.in_channels, "out_channels": conv.out_channels,
+            "kernel_size": conv.kernel_size, "stride": conv.stride, "padding": conv.padding,
+            "dilation": conv.dilation, "bias": conv.bias is not None}
+
+
 class _ConvChain(nn.Module):
     """What the factorized convolutions share: the original geometry, ``params``,
-    ``to_dense()`` (multiply the chain out into one k_h×k_w kernel) and ``flops``."""
+    ``to_dense()`` (multiply the chain out into one k_h×k_w kernel) and ``like``."""
 
     def _keep_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation):
-        _check_channels(in_channels=in_channels, out_channels=out_channels)
+        check_int(in_channels, "in_channels", minimum=1)
+        check_int(out_channels, "out_channels", minimum=1)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
         self.padding = padding if isinstance(padding, str) else _pair(padding)
@@ -252,15 +307,22 @@ class _ConvChain(nn.Module):
     def _geometry(self) -> dict:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
 
+    def _output_hw(self, input_hw) -> tuple:
+        return conv_output_size(input_hw, self.kernel_size, **self._geometry())
+
+    @classmethod
+    def like(cls, conv: nn.Conv2d, rank, *, device=None, dtype=None, **options) -> "_ConvChain":
+        """An untrained chain of ``rank`` with ``conv``'s channels, kernel size, stride,
+        padding, dilation and bias (present or not); on ``conv``'s device and dtype unless
+        given. ``options`` go to the constructor (``implementation=`` for CP)."""
+        check_conv(conv)
+        return cls(rank=rank, **_geometry_of(conv), **options,
+                   device=device or conv.weight.device, dtype=dtype or conv.weight.dtype)
+
     @property
     def params(self) -> int:
         """Number of parameters of the chain (weights and bias)."""
-        return sum(p.numel() for p in self.parameters())
-
-    def dense_flops(self, input_hw) -> int:
-        """FLOPs per example of the dense convolution this chain replaces."""
-        h, w = conv_output_size(input_hw, self.kernel_size, **self._geometry())
-        return 2 * self.out_channels * h * w * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        return _count_params(self)
 
     def dense_kernel(self) -> torch.Tensor:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
@@ -301,24 +363,32 @@ class SVDConv2d(_ConvChain):
         return self.last(self.first(x))
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, rank: int) -> "SVDConv2d":
+    def from_conv(cls, conv: nn.Conv2d, rank: int, *, algorithm: str = "svd",
+                  seed=0) -> "SVDConv2d":
         """Factorize a trained ``conv`` at channel rank ``rank`` (``1 ≤ R ≤ min(C_out,
-        C_in k_h k_w)``) by the SVD of its unfolded kernel, computed in float64, with the
-        singular values split evenly (``√S`` into each factor). ``conv`` is not changed."""
+        C_in k_h k_w)``) by the SVD of its unfolded kernel (exact, or ``algorithm=
+        "randomized"``), computed in float64, with the singular values split evenly
+        (``√S`` into each factor). ``conv`` is not changed."""
         conv = check_conv(conv)
         weight = conv.weight.detach()
         c_out, c_in, k_h, k_w = weight.shape
         check_rank(rank, (c_out, c_in * k_h * k_w))
-        U, S, Vh = truncated_svd(weight.double().reshape(c_out, -1), rank)
-        root = S.sqrt()
-        layer = cls(c_in, c_out, (k_h, k_w), rank, conv.stride, conv.padding, conv.dilation,
-                    bias=conv.bias is not None, device=weight.device, dtype=weight.dtype)
+        first, last = _svd_factors(weight.double().reshape(c_out, -1), rank, algorithm, seed)
+        layer = cls.like(conv, rank)
         with torch.no_grad():
-            layer.first.weight.copy_((root[:, None] * Vh).reshape(rank, c_in, k_h, k_w))
-            layer.last.weight.copy_((U * root)[:, :, None, None])
+            layer.first.weight.copy_(first.reshape(rank, c_in, k_h, k_w))
+            layer.last.weight.copy_(last[:, :, None, None])
             if conv.bias is not None:
                 layer.last.bias.copy_(conv.bias)
         return layer
+
+    from_dense = from_conv
+
+    @staticmethod
+    def rank_candidates(conv: nn.Conv2d) -> list:
+        """Every channel rank: ``1 … min(C_out, C_in k_h k_w)``."""
+        c_out, c_in, k_h, k_w = conv.weight.shape
+        return list(range(1, min(c_out, c_in * k_h * k_w) + 1))
 
     def dense_kernel(self) -> torch.Tensor:
         """``K = B · A`` with ``A`` the first conv's kernel as a ``R × (C_in k_h k_w)`` matrix."""
@@ -328,7 +398,7 @@ class SVDConv2d(_ConvChain):
 
     def flops(self, input_hw) -> int:
         """FLOPs per example on an ``input_hw = (H, W)`` input: ``2 H_out W_out R (C_in k_h k_w + C_out)``."""
-        h, w = conv_output_size(input_hw, self.kernel_size, **self._geometry())
+        h, w = self._output_hw(input_hw)
         k_h, k_w = self.kernel_size
         return 2 * h * w * self.rank * (self.in_channels * k_h * k_w + self.out_channels)
 
@@ -338,24 +408,26 @@ class SVDConv2d(_ConvChain):
 
 
 class Tucker2Conv2d(_ConvChain):
-    """A Tucker-2 convolution (Kim et al. 2016): ``last(core(first(x)))``.
+    """A Tucker-2 convolution (Kim et al. 2016) of ranks ``(R_out, R_in)``: ``last(core(first(x)))``.
 
     ``first``: 1×1 conv ``C_in → R_in`` (the input factor ``U_inᵀ``); ``core``: ``k_h×k_w``
     conv ``R_in → R_out`` (the core tensor ``G``, with the original stride, padding and
     dilation); ``last``: 1×1 conv ``R_out → C_out`` (the output factor ``U_out``) with the bias.
     It is the Tucker decomposition ``K ≈ G ×_1 U_out ×_2 U_in`` with the two small spatial
     modes kept whole: ``K[o, i, y, x] ≈ Σ_{s,t} U_out[o, s] G[s, t, y, x] U_in[i, t]``.
+    The ranks are in the kernel's mode order, output channels first, as
+    :func:`lrlib.tensor.tucker_hooi` takes them.
 
     Parameters: ``C_in R_in + R_in R_out k_h k_w + R_out C_out`` (+ bias).
     FLOPs per example: ``2 (H W C_in R_in + H_out W_out (R_in R_out k_h k_w + R_out C_out))``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, ranks, stride=1,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, rank, stride=1,
                  padding=0, dilation=1, bias: bool = True, *, device=None, dtype=None):
         super().__init__()
         self._keep_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation)
-        self.ranks = _check_tucker2_ranks(ranks, in_channels, out_channels)
-        r_in, r_out = self.ranks
+        self.rank = _check_tucker2_rank(rank, in_channels, out_channels)
+        r_out, r_in = self.rank
         self.first = nn.Conv2d(in_channels, r_in, 1, bias=False, device=device, dtype=dtype)
         self.core = nn.Conv2d(r_in, r_out, self.kernel_size, bias=False, device=device,
                               dtype=dtype, **self._geometry())
@@ -365,43 +437,66 @@ class Tucker2Conv2d(_ConvChain):
         return self.last(self.core(self.first(x)))
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, ranks, *, n_iter_max: int = 100,
-                  tol: float = 1e-8) -> "Tucker2Conv2d":
-        """Factorize a trained ``conv`` with ``ranks = (R_in, R_out)`` (``1 ≤ R_in ≤ C_in``,
-        ``1 ≤ R_out ≤ C_out``) by HOOI (:func:`lrlib.tensor.tucker_hooi`, in float64) on the
-        two channel modes. ``conv`` is not changed."""
+    def from_conv(cls, conv: nn.Conv2d, rank, *, n_iter_max: int = 100, tol: float = 1e-8,
+                  seed=None) -> "Tucker2Conv2d":
+        """Factorize a trained ``conv`` with ``rank = (R_out, R_in)`` (``1 ≤ R_out ≤ C_out``,
+        ``1 ≤ R_in ≤ C_in``) by HOOI (:func:`lrlib.tensor.tucker_hooi`, in float64, with its
+        defaults: it starts from the HOSVD, so ``seed`` changes nothing unless HOOI is given
+        a random start) on the two channel modes. ``conv`` is not changed."""
         from .tensor import tucker_hooi
 
         conv = check_conv(conv)
         weight = conv.weight.detach()
         c_out, c_in, k_h, k_w = weight.shape
-        r_in, r_out = _check_tucker2_ranks(ranks, c_in, c_out)
-        result = tucker_hooi(weight.double(), (r_out, r_in, k_h, k_w), n_iter_max=n_iter_max, tol=tol)
-        core, (u_out, u_in, u_h, u_w) = result.core, result.factors
-        # the spatial modes are kept whole (identity factors), so the core is already (R_out, R_in, k_h, k_w)
-        return cls.from_tucker(core, u_out, u_in, conv.bias, stride=conv.stride, padding=conv.padding,
-                               dilation=conv.dilation, dtype=weight.dtype)
+        r_out, r_in = _check_tucker2_rank(rank, c_in, c_out)
+        result = tucker_hooi(weight.double(), (r_out, r_in, k_h, k_w), n_iter_max=n_iter_max, tol=tol,
+                             seed=seed)
+        core, (u_out, u_in, _, _) = result.core, result.factors
+        # the spatial modes are kept whole (identity factors), so the core is (R_out, R_in, k_h, k_w)
+        layer = cls.like(conv, (r_out, r_in))
+        layer._load_tucker(core, u_out, u_in, conv.bias)
+        return layer
+
+    from_dense = from_conv
 
     @classmethod
     def from_tucker(cls, core, u_out, u_in, bias=None, *, stride=1, padding=0, dilation=1,
                     dtype=None) -> "Tucker2Conv2d":
-        """Build the chain from a Tucker-2 decomposition computed beforehand: ``core`` of
-        shape ``(R_out, R_in, k_h, k_w)``, ``u_out`` ``(C_out, R_out)``, ``u_in`` ``(C_in, R_in)``."""
+        """Build the chain from a Tucker-2 decomposition computed beforehand, in mode order:
+        ``core`` of shape ``(R_out, R_in, k_h, k_w)``, ``u_out`` ``(C_out, R_out)``,
+        ``u_in`` ``(C_in, R_in)``."""
         if core.ndim != 4 or u_out.ndim != 2 or u_in.ndim != 2 \
                 or u_out.shape[1] != core.shape[0] or u_in.shape[1] != core.shape[1]:
             raise ValueError("core, u_out, u_in must have shapes (R_out, R_in, k_h, k_w), "
                              f"(C_out, R_out), (C_in, R_in); got {tuple(core.shape)}, "
                              f"{tuple(u_out.shape)}, {tuple(u_in.shape)}")
-        layer = cls(u_in.shape[0], u_out.shape[0], tuple(core.shape[2:]), (core.shape[1], core.shape[0]),
+        layer = cls(u_in.shape[0], u_out.shape[0], tuple(core.shape[2:]), tuple(core.shape[:2]),
                     stride, padding, dilation, bias=bias is not None, device=core.device,
                     dtype=dtype or core.dtype)
-        with torch.no_grad():
-            layer.first.weight.copy_(u_in.T[:, :, None, None])
-            layer.core.weight.copy_(core)
-            layer.last.weight.copy_(u_out[:, :, None, None])
-            if bias is not None:
-                layer.last.bias.copy_(bias)
+        layer._load_tucker(core, u_out, u_in, bias)
         return layer
+
+    def _load_tucker(self, core, u_out, u_in, bias) -> None:
+        with torch.no_grad():
+            self.first.weight.copy_(u_in.T[:, :, None, None])
+            self.core.weight.copy_(core)
+            self.last.weight.copy_(u_out[:, :, None, None])
+            if bias is not None:
+                self.last.bias.copy_(bias)
+
+    @staticmethod
+    def rank_candidates(conv: nn.Conv2d) -> list:
+        """Pairs ``(R_out, R_in)`` growing together in the ratio ``C_out : C_in`` (Kim et
+        al. 2016 keep the two ranks proportional to the channels), smallest first."""
+        c_out, c_in = conv.weight.shape[:2]
+        largest = max(c_in, c_out)
+        pairs = []
+        for t in range(1, largest + 1):
+            pair = (max(1, min(c_out, round(t * c_out / largest))),
+                    max(1, min(c_in, round(t * c_in / largest))))
+            if not pairs or pairs[-1] != pair:
+                pairs.append(pair)
+        return pairs
 
     def dense_kernel(self) -> torch.Tensor:
         """``K[o, i] = Σ_{s,t} U_out[o, s] G[s, t] U_in[i, t]`` for every tap."""
@@ -411,26 +506,24 @@ class Tucker2Conv2d(_ConvChain):
     def flops(self, input_hw) -> int:
         """FLOPs per example on an ``input_hw = (H, W)`` input (see the class docstring)."""
         h, w = _pair(input_hw)
-        h_out, w_out = conv_output_size(input_hw, self.kernel_size, **self._geometry())
-        (r_in, r_out), (k_h, k_w) = self.ranks, self.kernel_size
+        h_out, w_out = self._output_hw(input_hw)
+        (r_out, r_in), (k_h, k_w) = self.rank, self.kernel_size
         return 2 * (h * w * self.in_channels * r_in
                     + h_out * w_out * (r_in * r_out * k_h * k_w + r_out * self.out_channels))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"ranks={self.ranks}, stride={self.stride}, padding={self.padding}")
+                f"rank={self.rank}, stride={self.stride}, padding={self.padding}")
 
 
-def _check_tucker2_ranks(ranks, in_channels: int, out_channels: int) -> tuple:
-    if not isinstance(ranks, (tuple, list)) or len(ranks) != 2:
-        raise ValueError(f"ranks must be a pair (R_in, R_out), got {ranks!r}")
-    for name, value, limit in (("ranks[0] (R_in)", ranks[0], in_channels),
-                               ("ranks[1] (R_out)", ranks[1], out_channels)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        if not 1 <= value <= limit:
-            raise ValueError(f"{name} must be between 1 and {limit}, got {value}")
-    return int(ranks[0]), int(ranks[1])
+def _check_tucker2_rank(rank, in_channels: int, out_channels: int) -> tuple:
+    if not isinstance(rank, (tuple, list)):
+        raise TypeError(f"rank must be a pair (R_out, R_in) for a Tucker-2 layer, got {rank!r}")
+    if len(rank) != 2:
+        raise ValueError(f"rank must be a pair (R_out, R_in) for a Tucker-2 layer, got {rank!r}")
+    check_int(rank[0], "rank[0] (R_out)", minimum=1, maximum=out_channels)
+    check_int(rank[1], "rank[1] (R_in)", minimum=1, maximum=in_channels)
+    return int(rank[0]), int(rank[1])
 
 
 def max_cp_rank(shape) -> int:
@@ -445,29 +538,28 @@ class CPConv2d(_ConvChain):
     """A CP convolution (Lebedev et al. 2015) of rank ``R``.
 
     With ``K[o, i, y, x] ≈ Σ_r λ_r A_out[o, r] A_in[i, r] A_h[y, r] A_w[x, r]``, the
-    convolution ``Σ_{i,y,x} K[o, i, y, x] · X[i, ·+y, ·+x]`` splits into four cheap steps:
+    convolution ``Σ_{i,y,x} K[o, i, y, x] · X[i, ·+y, ·+x]`` splits into cheap steps:
 
-    * ``implementation="separable"``: ``first`` 1×1 conv ``C_in → R`` (``A_in``), ``vertical``
-      depthwise ``k_h×1`` conv (``A_h``), ``horizontal`` depthwise ``1×k_w`` conv (``A_w``),
-      ``last`` 1×1 conv ``R → C_out`` (``λ·A_out``, with the bias);
-    * ``implementation="fused"``: the two depthwise steps as one depthwise ``k_h×k_w`` conv
-      ``spatial`` whose filter ``r`` is the outer product ``A_h[:, r] A_w[:, r]ᵀ`` — fewer
-      layers to run, ``k_h k_w`` instead of ``k_h + k_w`` multiply-adds per pixel.
+    * ``implementation="fused"`` (the default, :data:`DEFAULT_CP_IMPLEMENTATION`): ``first``
+      1×1 conv ``C_in → R`` (``A_in``), ``spatial`` one depthwise ``k_h×k_w`` conv whose
+      filter ``r`` is the outer product ``A_h[:, r] A_w[:, r]ᵀ``, ``last`` 1×1 conv
+      ``R → C_out`` (``λ·A_out``, with the bias);
+    * ``implementation="separable"``: the spatial step as two depthwise convs, ``vertical``
+      ``k_h×1`` (``A_h``) then ``horizontal`` ``1×k_w`` (``A_w``) — ``k_h + k_w`` instead of
+      ``k_h k_w`` multiply-adds per pixel, but one more layer to run.
 
-    Parameters: ``R (C_in + k_h + k_w + C_out)`` separable, ``R (C_in + k_h k_w + C_out)``
-    fused (+ bias). FLOPs per example: ``2 (H W C_in R + H_out W_out R (k_h + k_w + C_out))``
-    for separable at stride 1 (see :meth:`flops` for the exact count), ``k_h k_w`` in place of
-    ``k_h + k_w`` for fused.
+    Parameters: ``R (C_in + k_h k_w + C_out)`` fused, ``R (C_in + k_h + k_w + C_out)``
+    separable (+ bias). FLOPs per example: ``2 (H W C_in R + H_out W_out R (k_h k_w + C_out))``
+    fused; see :meth:`flops` for the separable count.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, rank: int, stride=1,
-                 padding=0, dilation=1, bias: bool = True, *, implementation: str = "separable",
-                 device=None, dtype=None):
+                 padding=0, dilation=1, bias: bool = True, *,
+                 implementation: str = DEFAULT_CP_IMPLEMENTATION, device=None, dtype=None):
         super().__init__()
         self._keep_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation)
-        if implementation not in CONV_IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {CONV_IMPLEMENTATIONS}, got {implementation!r}")
-        self.rank, self.implementation = _check_cp_rank(rank, (out_channels, in_channels, *self.kernel_size)), implementation
+        self.implementation = check_choice(implementation, "implementation", CP_IMPLEMENTATIONS)
+        self.rank = _check_cp_rank(rank, (out_channels, in_channels, *self.kernel_size))
         k_h, k_w = self.kernel_size
         options = {"bias": False, "device": device, "dtype": dtype}
         self.first = nn.Conv2d(in_channels, rank, 1, **options)
@@ -495,54 +587,68 @@ class CPConv2d(_ConvChain):
         return self.last(x)
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, rank: int, *, implementation: str = "separable",
-                  n_iter_max: int = 200, tol: float = 1e-10, seed=0) -> "CPConv2d":
+    def from_conv(cls, conv: nn.Conv2d, rank: int, *,
+                  implementation: str = DEFAULT_CP_IMPLEMENTATION, n_iter_max: int = 100,
+                  tol: float = 1e-8, seed=0) -> "CPConv2d":
         """Factorize a trained ``conv`` at CP rank ``rank`` with
-        :func:`lrlib.tensor.cp_als` (in float64, SVD initialization, line search).
-        ``conv`` is not changed. A :class:`lrlib.tensor.DegenerateCPWarning` from the ALS
-        is passed on: lower the rank or use :class:`Tucker2Conv2d` then."""
+        :func:`lrlib.tensor.cp_als` (in float64, SVD initialization, line search, the same
+        ``n_iter_max`` and ``tol`` defaults). ``conv`` is not changed. A
+        :class:`lrlib.tensor.DegenerateCPWarning` from the ALS is passed on: lower the rank
+        or use :class:`Tucker2Conv2d` then."""
         from .tensor import cp_als
 
         conv = check_conv(conv)
         weight = conv.weight.detach()
         _check_cp_rank(rank, weight.shape)
         result = cp_als(weight.double(), rank, n_iter_max=n_iter_max, tol=tol, seed=seed)
-        return cls.from_cp(result.weights, result.factors, conv.bias, stride=conv.stride,
-                           padding=conv.padding, dilation=conv.dilation,
-                           implementation=implementation, dtype=weight.dtype)
+        layer = cls.like(conv, rank, implementation=implementation)
+        layer._load_cp(result.weights, result.factors, conv.bias)
+        return layer
+
+    from_dense = from_conv
 
     @classmethod
     def from_cp(cls, weights, factors, bias=None, *, stride=1, padding=0, dilation=1,
-                implementation: str = "separable", dtype=None) -> "CPConv2d":
+                implementation: str = DEFAULT_CP_IMPLEMENTATION, dtype=None) -> "CPConv2d":
         """Build the chain from a CP decomposition of a kernel computed beforehand: ``weights``
         ``λ`` (R,) or None, and ``factors = [A_out, A_in, A_h, A_w]`` of shapes ``(C_out, R)``,
-        ``(C_in, R)``, ``(k_h, R)``, ``(k_w, R)``. The weight ``λ_r`` is spread evenly, ``λ_r^(1/4)``
-        into each factor (sign kept in ``A_out``), so the four kernels have similar scales."""
+        ``(C_in, R)``, ``(k_h, R)``, ``(k_w, R)``."""
         factors = list(factors)
         if len(factors) != 4 or any(f.ndim != 2 for f in factors) \
                 or len({f.shape[1] for f in factors}) != 1:
             raise ValueError("factors must be four matrices (C_out, R), (C_in, R), (k_h, R), "
                              f"(k_w, R); got {[tuple(f.shape) for f in factors]}")
         a_out, a_in, a_h, a_w = factors
-        rank = a_out.shape[1]
+        layer = cls(a_in.shape[0], a_out.shape[0], (a_h.shape[0], a_w.shape[0]), a_out.shape[1],
+                    stride, padding, dilation, bias=bias is not None, implementation=implementation,
+                    device=a_out.device, dtype=dtype or a_out.dtype)
+        layer._load_cp(weights, factors, bias)
+        return layer
+
+    def _load_cp(self, weights, factors, bias) -> None:
+        """Copy a CP decomposition into the chain. The weight ``λ_r`` is spread evenly,
+        ``λ_r^(1/4)`` into each factor (sign kept in ``A_out``), so the kernels have similar
+        scales."""
+        a_out, a_in, a_h, a_w = factors
         if weights is None:
-            weights = torch.ones(rank, dtype=a_out.dtype, device=a_out.device)
+            weights = torch.ones(self.rank, dtype=a_out.dtype, device=a_out.device)
         scale = weights.abs() ** 0.25
         a_out, a_in, a_h, a_w = a_out * scale * torch.sign(weights), a_in * scale, a_h * scale, a_w * scale
-        layer = cls(a_in.shape[0], a_out.shape[0], (a_h.shape[0], a_w.shape[0]), rank, stride, padding,
-                    dilation, bias=bias is not None, implementation=implementation,
-                    device=a_out.device, dtype=dtype or a_out.dtype)
         with torch.no_grad():
-            layer.first.weight.copy_(a_in.T[:, :, None, None])
-            if implementation == "separable":
-                layer.vertical.weight.copy_(a_h.T[:, None, :, None])
-                layer.horizontal.weight.copy_(a_w.T[:, None, None, :])
+            self.first.weight.copy_(a_in.T[:, :, None, None])
+            if self.implementation == "separable":
+                self.vertical.weight.copy_(a_h.T[:, None, :, None])
+                self.horizontal.weight.copy_(a_w.T[:, None, None, :])
             else:
-                layer.spatial.weight.copy_(torch.einsum("yr,xr->ryx", a_h, a_w)[:, None])
-            layer.last.weight.copy_(a_out[:, :, None, None])
+                self.spatial.weight.copy_(torch.einsum("yr,xr->ryx", a_h, a_w)[:, None])
+            self.last.weight.copy_(a_out[:, :, None, None])
             if bias is not None:
-                layer.last.bias.copy_(bias)
-        return layer
+                self.last.bias.copy_(bias)
+
+    @staticmethod
+    def rank_candidates(conv: nn.Conv2d) -> list:
+        """Every CP rank a kernel of this shape can need: ``1 …`` :func:`max_cp_rank`."""
+        return list(range(1, max_cp_rank(conv.weight.shape) + 1))
 
     def _spatial_filters(self) -> torch.Tensor:
         """The R depthwise filters as an ``(R, k_h, k_w)`` tensor."""
@@ -561,7 +667,7 @@ class CPConv2d(_ConvChain):
         conv at the output size."""
         h, w = _pair(input_hw)
         (k_h, k_w), r = self.kernel_size, self.rank
-        h_out, w_out = conv_output_size(input_hw, self.kernel_size, **self._geometry())
+        h_out, w_out = self._output_hw(input_hw)
         total = h * w * self.in_channels * r
         if self.implementation == "separable":
             h_mid, w_mid = conv_output_size(input_hw, self.vertical.kernel_size, self.vertical.stride,
@@ -578,34 +684,6 @@ class CPConv2d(_ConvChain):
 
 
 def _check_cp_rank(rank, shape) -> int:
-    limit = max_cp_rank(shape)
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        raise TypeError(f"rank must be an int, got {rank!r} ({type(rank).__name__})")
-    if not 1 <= rank <= limit:
-        raise ValueError(f"rank must be between 1 and {limit} (no kernel of shape {tuple(shape)} "
-                         f"needs a higher CP rank), got {rank}")
-    return rank
-
-
-#: The chains :func:`chain_like` builds, by name.
-CHAIN_METHODS = ("svd", "tucker2", "cp-separable", "cp-fused")
-
-
-def chain_like(conv: nn.Conv2d, method: str, ranks, *, device=None, dtype=None) -> nn.Module:
-    """An untrained factorized chain with ``conv``'s channels, kernel size, stride, padding,
-    dilation and bias (present or not): ``"svd"`` → :class:`SVDConv2d`, ``"tucker2"`` →
-    :class:`Tucker2Conv2d`, ``"cp-separable"`` / ``"cp-fused"`` → :class:`CPConv2d`. For
-    counting FLOPs (with ``device="meta"``: shapes only), for timing, and as the structure
-    a saved state_dict loads into; to factorize trained weights use each class's
-    ``from_conv``."""
-    check_conv(conv)
-    if method not in CHAIN_METHODS:
-        raise ValueError(f"method must be one of {CHAIN_METHODS}, got {method!r}")
-    args = (conv.in_channels, conv.out_channels, conv.kernel_size, ranks, conv.stride,
-            conv.padding, conv.dilation, conv.bias is not None)
-    options = {"device": device, "dtype": dtype}
-    if method == "svd":
-        return SVDConv2d(*args, **options)
-    if method == "tucker2":
-        return Tucker2Conv2d(*args, **options)
-    return CPConv2d(*args, implementation=method[3:], **options)
+    """``rank`` if it is an int from 1 to :func:`max_cp_rank` of the kernel's shape (no
+    kernel of that shape needs a higher CP rank)."""
+    return check_int(rank, "rank", minimum=1, maximum=max_cp_rank(shape))

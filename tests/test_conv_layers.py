@@ -35,18 +35,6 @@ def _cp_factors(shape, rank, seed=0):
     return weights, factors
 
 
-def _tucker2_kernel(shape, ranks, seed=0):
-    """A kernel whose two channel unfoldings have ranks (R_in, R_out)."""
-    c_out, c_in, k_h, k_w = shape
-    r_in, r_out = ranks
-    g = torch.Generator().manual_seed(seed)
-    core = torch.randn(r_out, r_in, k_h, k_w, generator=g, dtype=torch.float64)
-    u_out = torch.randn(c_out, r_out, generator=g, dtype=torch.float64)
-    u_in = torch.randn(c_in, r_in, generator=g, dtype=torch.float64)
-    kernel = torch.einsum("os,styx,ti->oiyx", u_out, core, u_in)
-    return (kernel / kernel.abs().max() * 0.3).float()
-
-
 geometries = st.fixed_dictionaries({
     "kernel_size": st.tuples(st.integers(1, 4), st.integers(1, 4)),
     "stride": st.sampled_from([1, 2, (2, 1), (1, 3)]),
@@ -77,7 +65,7 @@ def test_every_chain_at_exact_rank_equals_the_dense_conv(geometry, c_in, c_out, 
 
     # channel SVD at full rank and Tucker-2 at full ranks: exact for any kernel
     full = min(c_out, c_in * k_h * k_w)
-    chains = [SVDConv2d.from_conv(dense, full), Tucker2Conv2d.from_conv(dense, (c_in, c_out))]
+    chains = [SVDConv2d.from_conv(dense, full), Tucker2Conv2d.from_conv(dense, (c_out, c_in))]
     # CP: a kernel of exactly CP rank R, and the chains built from its factors
     rank = data.draw(st.integers(1, min(4, max_cp_rank((c_out, c_in, k_h, k_w)))))
     weights, factors = _cp_factors((c_out, c_in, k_h, k_w), rank, seed=rank)
@@ -110,8 +98,8 @@ def test_cp_from_conv_recovers_a_kernel_of_exact_cp_rank(shape, rank):
 
 @pytest.mark.parametrize("make", [
     lambda conv: SVDConv2d.from_conv(conv, 5),
-    lambda conv: Tucker2Conv2d.from_conv(conv, (4, 6)),
-    lambda conv: CPConv2d.from_conv(conv, 7),
+    lambda conv: Tucker2Conv2d.from_conv(conv, (6, 4)),
+    lambda conv: CPConv2d.from_conv(conv, 7, implementation="separable"),
     lambda conv: CPConv2d.from_conv(conv, 7, implementation="fused"),
 ], ids=["svd", "tucker2", "cp-separable", "cp-fused"])
 @pytest.mark.parametrize("geometry, input_hw", [
@@ -124,7 +112,7 @@ def test_flops_params_and_to_dense_agree_with_the_chain(make, geometry, input_hw
     chain = make(dense)
     x = torch.randn(3, 8, *input_hw)
     assert chain.flops(input_hw) == profile.count_flops(chain, x) // 3
-    assert chain.dense_flops(input_hw) == conv_flops(dense, input_hw) == profile.count_flops(dense, x) // 3
+    assert layers.dense_flops(dense, input_hw) == conv_flops(dense, input_hw) == profile.count_flops(dense, x) // 3
     assert chain.params == profile.count_params(chain)
     rebuilt = chain.to_dense()
     assert isinstance(rebuilt, nn.Conv2d) and rebuilt.weight.shape == dense.weight.shape
@@ -134,10 +122,10 @@ def test_flops_params_and_to_dense_agree_with_the_chain(make, geometry, input_hw
 
 def test_parameter_formulas_in_the_docstrings():
     dense = _conv(16, 32, 3, padding=1)
-    r, (r_in, r_out) = 6, (5, 7)
+    r, (r_out, r_in) = 6, (7, 5)
     assert SVDConv2d.from_conv(dense, r).params == r * (16 * 9 + 32) + 32
-    assert Tucker2Conv2d.from_conv(dense, (r_in, r_out)).params == 16 * r_in + r_in * r_out * 9 + r_out * 32 + 32
-    assert CPConv2d.from_conv(dense, r).params == r * (16 + 3 + 3 + 32) + 32
+    assert Tucker2Conv2d.from_conv(dense, (r_out, r_in)).params == 16 * r_in + r_in * r_out * 9 + r_out * 32 + 32
+    assert CPConv2d.from_conv(dense, r, implementation="separable").params == r * (16 + 3 + 3 + 32) + 32
     assert CPConv2d.from_conv(dense, r, implementation="fused").params == r * (16 + 9 + 32) + 32
 
 
@@ -152,11 +140,11 @@ def test_truncation_errors_are_the_decompositions_errors():
     assert error.item() == pytest.approx(S[5:].norm().item(), rel=1e-5)
 
     hooi = tensor.tucker_hooi(K, (6, 4, 3, 3))
-    tucker_chain = Tucker2Conv2d.from_conv(dense, (4, 6))
+    tucker_chain = Tucker2Conv2d.from_conv(dense, (6, 4))
     error = torch.linalg.vector_norm(tucker_chain.dense_kernel().double() - K) / K.norm()
     assert error.item() == pytest.approx(hooi.rec_errors[-1], rel=1e-4)
 
-    cp = tensor.cp_als(K, 8, n_iter_max=200, tol=1e-10, seed=0)
+    cp = tensor.cp_als(K, 8, seed=0)                  # from_conv has cp_als's defaults
     cp_chain = CPConv2d.from_conv(dense, 8)
     error = torch.linalg.vector_norm(cp_chain.dense_kernel().double() - K) / K.norm()
     assert error.item() == pytest.approx(cp.rec_errors[-1], rel=1e-4)
@@ -164,8 +152,9 @@ def test_truncation_errors_are_the_decompositions_errors():
 
 def test_separable_and_fused_cp_compute_the_same_function():
     dense = _conv(8, 12, 3, padding=1, stride=2)
-    separable = CPConv2d.from_conv(dense, 6)
-    fused = CPConv2d.from_conv(dense, 6, implementation="fused")
+    separable = CPConv2d.from_conv(dense, 6, implementation="separable")
+    fused = CPConv2d.from_conv(dense, 6)
+    assert fused.implementation == layers.DEFAULT_CP_IMPLEMENTATION == "fused"
     x = torch.randn(2, 8, 13, 9)
     assert torch.allclose(separable(x), fused(x), atol=1e-5)
     assert torch.allclose(separable.dense_kernel(), fused.dense_kernel(), atol=1e-6)
@@ -177,8 +166,9 @@ def test_source_untouched_state_dict_round_trip_and_repr():
     x = torch.randn(2, 6, 9, 9)
     for chain, fresh in [
         (SVDConv2d.from_conv(dense, 4), SVDConv2d(6, 8, 3, 4, padding=1)),
-        (Tucker2Conv2d.from_conv(dense, (3, 5)), Tucker2Conv2d(6, 8, 3, (3, 5), padding=1)),
-        (CPConv2d.from_conv(dense, 5), CPConv2d(6, 8, 3, 5, padding=1)),
+        (Tucker2Conv2d.from_conv(dense, (5, 3)), Tucker2Conv2d(6, 8, 3, (5, 3), padding=1)),
+        (CPConv2d.from_conv(dense, 5, implementation="separable"),
+         CPConv2d(6, 8, 3, 5, padding=1, implementation="separable")),
         (CPConv2d.from_conv(dense, 5, implementation="fused"),
          CPConv2d(6, 8, 3, 5, padding=1, implementation="fused")),
     ]:
@@ -189,14 +179,14 @@ def test_source_untouched_state_dict_round_trip_and_repr():
         assert torch.equal(fresh(x), chain(x))
     for key, value in dense.state_dict().items():
         assert torch.equal(value, before[key])
-    assert "ranks=(3, 5)" in repr(Tucker2Conv2d.from_conv(dense, (3, 5)))
-    assert "rank=5" in repr(CPConv2d.from_conv(dense, 5)) and "'separable'" in repr(CPConv2d(6, 8, 3, 5))
+    assert "rank=(5, 3)" in repr(Tucker2Conv2d.from_conv(dense, (5, 3)))
+    assert "rank=5" in repr(CPConv2d.from_conv(dense, 5)) and "'fused'" in repr(CPConv2d(6, 8, 3, 5))
     assert "rank=4" in repr(SVDConv2d.from_conv(dense, 4))
 
 
 def test_no_bias_and_exportable():
     dense = _conv(4, 6, 3, padding=1, bias=False)
-    chain = Tucker2Conv2d.from_conv(dense, (2, 3)).eval()
+    chain = Tucker2Conv2d.from_conv(dense, (3, 2)).eval()
     assert chain.last.bias is None and chain.to_dense().bias is None
     x = torch.randn(1, 4, 8, 8)
     assert torch.allclose(torch.export.export(chain, (x,)).module()(x), chain(x))
@@ -220,11 +210,12 @@ def test_on_cuda():
      "padding_mode='reflect'"),
     (lambda: SVDConv2d.from_conv(nn.Conv2d(4, 6, 3), 7), ValueError, r"between 1 and min\(6, 36\) = 6, got 7"),
     (lambda: SVDConv2d.from_conv(nn.Conv2d(4, 6, 3), 0), ValueError, "got 0"),
-    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), (5, 2)), ValueError, r"ranks\[0\] \(R_in\) must be between 1 and 4, got 5"),
-    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), (2, 7)), ValueError, r"ranks\[1\] \(R_out\) must be between 1 and 6"),
-    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), (2, 2, 3)), ValueError, r"pair \(R_in, R_out\)"),
-    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), 2), ValueError, r"pair \(R_in, R_out\)"),
-    (lambda: CPConv2d.from_conv(nn.Conv2d(2, 2, 3), 13), ValueError, r"between 1 and 12 \(no kernel of shape \(2, 2, 3, 3\)"),
+    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), (2, 5)), ValueError, r"rank\[1\] \(R_in\) must be an int between 1 and 4, got 5"),
+    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), (7, 2)), ValueError, r"rank\[0\] \(R_out\) must be an int between 1 and 6"),
+    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), (2, 2.0)), TypeError, r"rank\[1\] \(R_in\) must be an int"),
+    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), (2, 2, 3)), ValueError, r"pair \(R_out, R_in\)"),
+    (lambda: Tucker2Conv2d.from_conv(nn.Conv2d(4, 6, 3), 2), TypeError, r"pair \(R_out, R_in\)"),
+    (lambda: CPConv2d.from_conv(nn.Conv2d(2, 2, 3), 13), ValueError, r"rank must be an int between 1 and 12, got 13"),
     (lambda: CPConv2d.from_conv(nn.Conv2d(2, 2, 3), -1), ValueError, "got -1"),
     (lambda: CPConv2d.from_conv(nn.Conv2d(2, 2, 3), 2.5), TypeError, "rank must be an int"),
     (lambda: CPConv2d.from_conv(nn.Conv2d(2, 2, 3), 2, implementation="winograd"), ValueError,
@@ -245,31 +236,3 @@ def test_nan_weights_are_refused():
                  lambda c: CPConv2d.from_conv(c, 2)):
         with pytest.raises(ValueError, match=r"conv.weight contains NaN or Inf"):
             make(dense)
-
-
-@pytest.mark.parametrize("method, cls", [("svd", layers.SVDConv2d), ("tucker2", layers.Tucker2Conv2d),
-                                         ("cp-separable", layers.CPConv2d), ("cp-fused", layers.CPConv2d)])
-def test_chain_like_copies_the_geometry_and_counts_the_same_flops(method, cls):
-    conv = nn.Conv2d(6, 10, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), bias=False)
-    ranks = (4, 5) if method == "tucker2" else 4
-    chain = layers.chain_like(conv, method, ranks)
-    assert type(chain) is cls and chain.last.bias is None
-    assert (chain.kernel_size, chain.stride, chain.padding) == ((3, 2), (2, 1), (1, 0))
-    x = torch.randn(2, 6, 9, 8)
-    assert chain(x).shape == conv(x).shape
-    if method.startswith("cp"):
-        assert chain.implementation == method[3:]
-        built = layers.CPConv2d(6, 10, (3, 2), 4, (2, 1), (1, 0), (1, 2), False, implementation=method[3:])
-    else:
-        built = cls(6, 10, (3, 2), ranks, (2, 1), (1, 0), (1, 2), False)
-    assert chain.flops((9, 8)) == built.flops((9, 8))
-    assert layers.chain_like(conv, method, ranks, device="meta").flops((9, 8)) == built.flops((9, 8))
-    with_bias = layers.chain_like(nn.Conv2d(6, 10, 3), method, ranks)
-    assert with_bias.last.bias is not None
-
-
-def test_chain_like_rejects_unknown_methods_and_non_convs():
-    with pytest.raises(ValueError, match=r"method must be one of \('svd', 'tucker2', 'cp-separable', 'cp-fused'\), got 'cp'"):
-        layers.chain_like(nn.Conv2d(4, 4, 3), "cp", 2)
-    with pytest.raises(TypeError):
-        layers.chain_like(nn.Linear(4, 4), "svd", 2)

@@ -18,11 +18,11 @@ def _linear(n_in, n_out, dtype=torch.float32, seed=0, bias=True):
     return nn.Linear(n_in, n_out, bias=bias).to(dtype)
 
 
-@pytest.mark.parametrize("split", ["balanced", "left", "right"])
+@pytest.mark.parametrize("algorithm", ["svd", "randomized"])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
-def test_full_rank_equals_the_dense_layer(split, dtype, tol):
+def test_full_rank_equals_the_dense_layer(algorithm, dtype, tol):
     dense = _linear(40, 24, dtype)
-    low = LowRankLinear.from_linear(dense, 24, split=split)
+    low = LowRankLinear.from_linear(dense, 24, algorithm=algorithm)
     x = torch.randn(8, 40, dtype=dtype)
     with torch.no_grad():
         assert torch.allclose(low(x), dense(x), atol=tol, rtol=tol)
@@ -34,30 +34,38 @@ def test_full_rank_equals_the_dense_layer(split, dtype, tol):
 def test_truncation_error_is_eckart_young(n_in, n_out, data):
     rank = data.draw(st.integers(1, min(n_in, n_out)))
     dense = _linear(n_in, n_out, torch.float64, seed=n_in * 31 + n_out)
-    low = LowRankLinear.from_linear(dense, rank, split=data.draw(st.sampled_from(["balanced", "left", "right"])))
+    low = LowRankLinear.from_linear(dense, rank)
     error = torch.linalg.matrix_norm(low.to_dense().weight - dense.weight).item()
     expected = svd.eckart_young_error(torch.linalg.svdvals(dense.weight.detach()), rank)
     assert error == pytest.approx(expected, rel=1e-6, abs=1e-10)
     assert low.params == rank * (n_in + n_out) + n_out
-    assert low.flops == profile.count_flops(low, torch.zeros(1, n_in, dtype=torch.float64))
+    assert low.flops() == profile.count_flops(low, torch.zeros(1, n_in, dtype=torch.float64))
+    tokens = torch.zeros(1, 7, n_in, dtype=torch.float64)      # a Linear applied at 7 positions
+    assert low.flops((7,)) == profile.count_flops(low, tokens) == 7 * low.flops()
 
 
-def test_splits_put_singular_values_where_they_say():
+def test_the_singular_values_are_split_evenly_between_the_factors():
     dense = _linear(10, 6, torch.float64)
     S = torch.linalg.svdvals(dense.weight.detach())[:3]
-    left = LowRankLinear.from_linear(dense, 3, split="left")
-    right = LowRankLinear.from_linear(dense, 3, split="right")
-    balanced = LowRankLinear.from_linear(dense, 3, split="balanced")
-    assert torch.allclose(left.first.weight.norm(dim=1), torch.ones(3, dtype=torch.float64))
-    assert torch.allclose(right.second.weight.norm(dim=0), torch.ones(3, dtype=torch.float64))
+    balanced = LowRankLinear.from_linear(dense, 3)
     assert torch.allclose(balanced.first.weight.norm(dim=1), S.sqrt())
-    assert torch.allclose(balanced.second.weight.norm(dim=0), S.sqrt())
+    assert torch.allclose(balanced.last.weight.norm(dim=0), S.sqrt())
+
+
+def test_like_is_an_untrained_copy_with_the_dense_geometry():
+    dense = _linear(12, 9, torch.float64, bias=False)
+    empty = LowRankLinear.like(dense, 4, device="meta")
+    assert (empty.in_features, empty.out_features, empty.rank) == (12, 9, 4)
+    assert empty.last.bias is None and empty.first.weight.is_meta
+    assert empty.params == LowRankLinear.from_linear(dense, 4).params == 4 * (12 + 9)
+    assert LowRankLinear.like(_linear(5, 3), 2).first.weight.dtype == torch.float32
+    assert LowRankLinear.rank_candidates(dense) == list(range(1, 10))
 
 
 def test_randomized_method_is_close_to_exact():
     dense = _linear(300, 200, torch.float64)
     exact = LowRankLinear.from_linear(dense, 50)
-    randomized = LowRankLinear.from_linear(dense, 50, method="randomized", seed=0)
+    randomized = LowRankLinear.from_linear(dense, 50, algorithm="randomized", seed=0)
     e_exact = torch.linalg.matrix_norm(exact.to_dense().weight - dense.weight)
     e_rand = torch.linalg.matrix_norm(randomized.to_dense().weight - dense.weight)
     assert e_exact <= e_rand <= 1.1 * e_exact
@@ -124,10 +132,10 @@ def test_bad_arguments():
         LowRankLinear.from_linear(dense, 0)
     with pytest.raises(TypeError, match="rank must be an int"):
         LowRankLinear.from_linear(dense, True)
-    with pytest.raises(ValueError, match="method must be one of"):
-        LowRankLinear.from_linear(dense, 2, method="qr")
-    with pytest.raises(ValueError, match="split must be one of"):
-        LowRankLinear.from_linear(dense, 2, split="middle")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        LowRankLinear.from_linear(dense, 2, algorithm="qr")
+    with pytest.raises(TypeError, match="in_features must be a positive int"):
+        LowRankLinear("8", 6, 2)
     with torch.no_grad():
         dense.weight[0, 0] = math.inf
     with pytest.raises(ValueError, match="NaN or Inf"):
