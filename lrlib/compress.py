@@ -29,8 +29,10 @@ from torch import nn
 from ._table import html_table, text_table
 from .factorizations import check_method, resolve
 from .layers import LowRankLinear, check_conv, dense_flops
+from .profile import layer_inputs
 from .ranks import check_rule, choose_rank
 from .svd import break_even_rank
+from .tensor import relative_error
 from .validate import check_finite, check_number, check_type
 
 __all__ = ["CompressionReport", "compress", "select_layers"]
@@ -212,8 +214,6 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
             check_conv(layer, f"layer {name!r}")
         else:
             check_finite(layer.weight, f"layer {name!r} weight")
-    from .profile import layer_inputs  # TEMP until profile.layer_inputs lands
-
     inputs = layer_inputs(target, example_input, [n for n, _ in selected]) if example_input is not None else {}
 
     rows = []
@@ -261,8 +261,6 @@ def _compress_one(target, name, layer, rule, factorization, input_hw, seed, x, s
         row.update(params_after=dense_params, flops_after=row["flops_before"], note=note,
                    method="dense")
         return row
-
-    from .tensor import relative_error  # TEMP
 
     factorized = factorization.build(layer, choice.rank, seed=seed)
     with torch.no_grad():

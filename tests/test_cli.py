@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from lrlib import cli, optimize
+from lrlib import cli, deploy, optimize
 
 
 def test_models_lists_the_reference_models(capsys):
@@ -46,7 +46,7 @@ def test_compress_end_to_end_writes_a_model_that_reloads(tmp_path):
     assert sorted(p.name for p in output.iterdir()) == ["latency.png", "model.json", "model.pt"]
     record = json.loads((output / "model.json").read_text())
     assert set(record["layers"]) == {"fc1", "fc2"}  # the classifier stays dense by default
-    model = cli.load_compressed(output)
+    model = deploy.load_compressed(output)
     state = torch.load(output / "model.pt", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     from lrlib import data, train
@@ -65,7 +65,7 @@ def test_compress_fine_tunes_the_cnn_and_folds_batchnorm(tmp_path, capsys):
     assert record["batchnorm_folded"] and set(record["layers"]) == {"conv2", "conv3", "conv4"}
     assert all(entry["method"] == "cp-fused" for entry in record["layers"].values())
     assert list(record["accuracy"]) == ["original", "factorized", "BN recalibrated", "fine-tuned"]
-    model = cli.load_compressed(output)
+    model = deploy.load_compressed(output)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     from lrlib import data, train
     test = data.fashion_mnist("test")

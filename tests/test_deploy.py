@@ -15,19 +15,19 @@ def _compressed_cnn():
     """The reference CNN with BN folded and three kinds of chains (and a low-rank fc)."""
     dense = optimize.fold_batchnorms(models.load_reference("cnn"))
     methods = {"conv2": "cp-fused", "conv3": "tucker2", "conv4": "svd", "fc": "svd"}
-    model, report = compress.compress(dense, rank={"conv2": 20, "conv3": (16, 32), "conv4": 40, "fc": 5},
-                                      method=methods, include=list(methods), measure=False)
+    model, report = compress.compress(dense, rank={"conv2": 20, "conv3": (32, 16), "conv4": 40, "fc": 5},
+                                      method=methods, include=list(methods))
     return model, report
 
 
 def test_save_and_load_compressed_round_trip(tmp_path):
     model, report = _compressed_cnn()
     folder = deploy.save_compressed(model, tmp_path / "out", base_model="cnn",
-                                    structure=compress.factorized_structure(report),
+                                    structure=deploy.factorized_structure(report),
                                     batchnorm_folded=True, extra={"note": "test"})
     assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.pt"]
     record = json.loads((folder / "model.json").read_text())
-    assert record["note"] == "test" and record["layers"]["conv3"] == {"method": "tucker2", "rank": [16, 32]}
+    assert record["note"] == "test" and record["layers"]["conv3"] == {"method": "tucker2", "rank": [32, 16]}
     loaded = deploy.load_compressed(folder)
     assert type(loaded.conv2).__name__ == "CPConv2d" and type(loaded.fc).__name__ == "LowRankLinear"
     x = torch.randn(5, 1, 28, 28)
@@ -38,7 +38,7 @@ def test_save_and_load_compressed_round_trip(tmp_path):
 
 def test_save_compressed_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
     model, report = _compressed_cnn()
-    structure = compress.factorized_structure(report)
+    structure = deploy.factorized_structure(report)
     folder = tmp_path / "out"
     deploy.save_compressed(model, folder, base_model="cnn", structure=structure, batchnorm_folded=True)
     with pytest.raises(FileExistsError, match="overwrite=True"):
@@ -127,3 +127,20 @@ def test_quantize_dynamic_rejects_non_modules():
         deploy.quantize_dynamic("mlp")
     with pytest.raises(TypeError, match="model"):
         deploy.count_quantized(None)
+
+
+def test_rebuild_makes_untrained_layers_of_the_saved_structure_and_refuses_unknown_layers():
+    model, report = _compressed_cnn()
+    structure = deploy.factorized_structure(report)
+    assert structure["conv3"] == {"method": "tucker2", "rank": [32, 16]}
+    assert structure["conv2"] == {"method": "cp-fused", "rank": 20}
+    dense = optimize.fold_batchnorms(models.build_reference("cnn"))
+    rebuilt = deploy.rebuild(dense, structure)
+    assert isinstance(dense.conv3, nn.Conv2d)                       # not inplace: untouched
+    assert type(rebuilt.conv3).__name__ == "Tucker2Conv2d" and rebuilt.conv3.rank == (32, 16)
+    assert rebuilt.conv2.implementation == "fused"
+    assert set(rebuilt.state_dict()) == set(model.state_dict())
+    with pytest.raises(ValueError, match="structure names 'bn9'"):
+        deploy.rebuild(dense, {"bn9": {"method": "svd", "rank": 2}})
+    with pytest.raises(TypeError, match="structure must be a dict from factorized_structure"):
+        deploy.rebuild(dense, [("conv3", "svd")])
