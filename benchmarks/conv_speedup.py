@@ -11,7 +11,7 @@ Both models of every comparison run in the same process, under the same setting.
 1. Grid. For C_in = C_out ∈ {64, 128, 256}, spatial size ∈ {8, 16, 32} and batch ∈ {1, 8, 32},
    a dense 3×3 convolution (padding 1) and its CP-separable, CP-fused and Tucker-2 chains at
    the largest ranks that are multiples of 8 and need at most 1/4 of its FLOPs
-   (``lrlib.compress.choose_ranks`` with ``FlopReduction(4, multiple_of=8)``), plus, to show
+   (``lrlib.rank_rules.choose_ranks`` with ``FlopReduction(4, multiple_of=8)``), plus, to show
    what that alignment buys, Tucker-2 at the largest ranks of any value (``FlopReduction(4)``;
    not part of the goals). Each is timed with ``lrlib.bench.measure_latency`` side by side, in
    both memory formats (contiguous NCHW and channels_last NHWC). Printed per row and as a
@@ -43,22 +43,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lrlib import bench, compress, data, env, models, optimize, train
-from lrlib.layers import chain_like, conv_flops
+from lrlib import bench, compress, data, env, models, optimize, rank_rules, train
+from lrlib.factorizations import untrained_like
+from lrlib.layers import conv_flops
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "conv_speedup.json"
 METHODS = ("cp-separable", "cp-fused", "tucker2")
 #: The grid's ranks: a quarter of the dense FLOPs, ranks that are multiples of 8 (the float32
 #: lanes of an AVX2 register). UNALIGNED is the same budget with ranks of any value.
-GRID_RULE = compress.FlopReduction(4.0, multiple_of=8)
+GRID_RULE = rank_rules.FlopReduction(4.0, multiple_of=8)
 UNALIGNED = "tucker2-any-rank"
 CHAINS = (*METHODS, UNALIGNED)
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-
-
-def chain(conv: nn.Conv2d, method: str, ranks) -> nn.Module:
-    """A factorized chain with ``conv``'s geometry (random weights: only the time matters)."""
-    return chain_like(conv, method, ranks)
 
 
 def median_ms(module, x, seconds) -> float:
@@ -72,12 +68,13 @@ def measure_layer(channels, size, batch, seconds, threads=None) -> dict:
     dense_flops = conv_flops(conv, (size, size))
     modules, predicted = {"dense": conv}, {}
     for key in CHAINS:
-        method, rule = (key, GRID_RULE) if key in METHODS else ("tucker2", compress.FlopReduction(4.0))
-        ranks = compress.choose_ranks(conv, rule, method=method, input_hw=(size, size))
-        modules[key] = chain(conv, method, ranks).eval()
+        method, rule = (key, GRID_RULE) if key in METHODS else ("tucker2", rank_rules.FlopReduction(4.0))
+        rank = rank_rules.choose_ranks(conv, rule, method=method, input_hw=(size, size))
+        # untrained weights with the conv's geometry: only the time matters
+        modules[key] = untrained_like(conv, rank, method=method).eval()
         predicted[key] = dense_flops / modules[key].flops((size, size))
     row = {"channels": channels, "size": size, "batch": batch, "predicted": predicted,
-           "ranks": {m: getattr(modules[m], "ranks", getattr(modules[m], "rank", None)) for m in CHAINS}}
+           "ranks": {m: modules[m].rank for m in CHAINS}}
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -122,7 +119,7 @@ def print_grid(rows) -> dict:
 #: With the 2,000 test images one point of accuracy is 20 images.
 END_TO_END_RUNS = (
     ("tucker2", 8.0, 2, 1e-3, 64),
-    ("tucker2", {"conv2": (8, 16), "conv3": (16, 24), "conv4": (32, 56)}, 2, 1e-3, 64),
+    ("tucker2", {"conv2": (16, 8), "conv3": (24, 16), "conv4": (56, 32)}, 2, 1e-3, 64),
     ("cp-fused", {"conv2": 5.0, "conv3": 8.0, "conv4": 16.0}, 2, 2e-5, 128),
 )
 
@@ -150,7 +147,7 @@ def interleaved_ms(models_by_label: dict, x, seconds, rounds=5) -> dict:
 
 def rank_rule(spec):
     """A FLOP reduction (a float) becomes ``FlopReduction(spec, multiple_of=8)``; ranks stay."""
-    return compress.FlopReduction(spec, multiple_of=8) if isinstance(spec, float) else spec
+    return rank_rules.FlopReduction(spec, multiple_of=8) if isinstance(spec, float) else spec
 
 
 def end_to_end(method: str, flop_reduction, epochs: int, lr: float, batch_size: int,
@@ -165,7 +162,7 @@ def end_to_end(method: str, flop_reduction, epochs: int, lr: float, batch_size: 
         rank = ({name: rank_rule(spec) for name, spec in flop_reduction.items()}
                 if isinstance(flop_reduction, dict) else rank_rule(flop_reduction))
         compressed, report = compress.compress(original, rank=rank, method=method, example_input=x,
-                                               include=["conv2", "conv3", "conv4"], measure=False)
+                                               include=["conv2", "conv3", "conv4"])
     accuracy = {"original": train.evaluate(original, test_set, progress=False).accuracy,
                 "factorized": train.evaluate(compressed, test_set, progress=False).accuracy}
     start = time.perf_counter()

@@ -16,7 +16,7 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.svd``     -- truncated and randomized SVD, Eckart–Young, rank rules (03)
 * ``lrlib.layers``  -- factorized layers: LowRankLinear (03), SVDConv2d, Tucker2Conv2d, CPConv2d (05)
 * ``lrlib.factorizations`` -- the registry of methods: one place that turns a name into a layer (03)
-* ``lrlib.ranks``   -- rank rules: int, fraction, Energy, VBMF, FlopReduction (03, 05)
+* ``lrlib.rank_rules`` -- rank rules: int, fraction, Energy, VBMF, FlopReduction (03, 05)
 * ``lrlib.compress`` -- replace a model's layers by factorized ones, with a report (03)
 * ``lrlib.sensitivity`` -- accuracy lost per layer, to choose ranks (05)
 * ``lrlib.tensor``  -- unfold/fold, mode-n product, Khatri–Rao, CP-ALS, HOSVD, HOOI, VBMF (04)
@@ -27,7 +27,7 @@ One module per idea; the notebook that introduces each is named in its docstring
 __version__ = "0.1.0"
 
 from . import (bench, blocks, checks, compress, data, deploy, env, factorizations, layers,  # noqa: E402
-               models, optimize, profile, ranks, sensitivity, svd, tensor, train, validate, viz)
+               models, optimize, profile, rank_rules, sensitivity, svd, tensor, train, validate, viz)
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
 from .layers import CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d  # noqa: E402
@@ -47,7 +47,7 @@ __all__ = [
     "models",
     "optimize",
     "profile",
-    "ranks",
+    "rank_rules",
     "sensitivity",
     "svd",
     "tensor",

@@ -177,7 +177,7 @@ def command_compress(args) -> int:
     from .data import fashion_mnist
     from .models import IMAGE_SHAPE, load_reference
     from .optimize import fold_batchnorms
-    from .ranks import FlopReduction
+    from .rank_rules import FlopReduction
     from .train import evaluate, fine_tune, recalibrate_batchnorm
 
     _check_model_name(args.model)

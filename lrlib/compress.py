@@ -6,7 +6,7 @@ speedups in ``05_decomposing_convolutions``.
 
 ``compress(model, rank=..., method=...)`` walks the model's ``nn.Linear`` and ``nn.Conv2d``
 layers, resolves a method for each (:mod:`lrlib.factorizations`), turns the rank rule into
-a rank (:mod:`lrlib.ranks`), replaces the layer by the factorized one where that saves
+a rank (:mod:`lrlib.rank_rules`), replaces the layer by the factorized one where that saves
 parameters, and returns the new model with a :class:`CompressionReport`: per layer, its
 shape, method, rank, parameters and FLOPs before and after, the speedup the FLOPs predict,
 the speedup measured on this machine (only with ``measure=True``), and the relative weight
@@ -14,7 +14,7 @@ error ``‖W − Ŵ‖_F / ‖W‖_F``. Layers where factorizing would not save 
 dense, and the report says why.
 
 ``method=`` takes the names of :data:`lrlib.factorizations.METHODS`, one for all layers or
-a dict per layer name; ``rank=`` takes the rules of :mod:`lrlib.ranks`, the same way.
+a dict per layer name; ``rank=`` takes the rules of :mod:`lrlib.rank_rules`, the same way.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from ._table import html_table, text_table
 from .factorizations import check_method, resolve
 from .layers import LowRankLinear, check_conv, dense_flops
 from .profile import layer_inputs
-from .ranks import check_rule, choose_rank
+from .rank_rules import check_rule, choose_rank
 from .svd import break_even_rank
 from .tensor import relative_error
-from .validate import check_finite, check_number, check_type
+from .validate import check_finite, check_int, check_number, check_type
 
 __all__ = ["CompressionReport", "compress", "select_layers"]
 
@@ -157,15 +157,15 @@ def _measured_speedup(dense: nn.Module, factorized: nn.Module, x: torch.Tensor, 
 
 
 def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=None,
-             inplace: bool = False, seed: int = 0, example_input=None, measure: bool = False,
-             measure_seconds: float = 0.2):
+             inplace: bool = False, seed: int = 0, n_iter_max=None, example_input=None,
+             measure: bool = False, measure_seconds: float = 0.2):
     """Replace the model's Linear and Conv2d layers by factorized ones.
 
     Parameters
     ----------
     model : nn.Module
     rank : rule or dict
-        A rank rule (:mod:`lrlib.ranks`) for every layer, or a dict mapping layer names to
+        A rank rule (:mod:`lrlib.rank_rules`) for every layer, or a dict mapping layer names to
         rules (layers not named are left alone).
     method : str or dict
         One of :data:`lrlib.factorizations.METHODS` for every layer (a convolution method
@@ -179,6 +179,9 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         left exactly as it was.
     seed : int
         Seed of the randomized SVD and of CP's initialization.
+    n_iter_max : int, optional
+        Caps the sweeps of CP-ALS and HOOI (default: :func:`lrlib.tensor.cp_als`'s and
+        :func:`lrlib.tensor.tucker_hooi`'s own); fewer sweeps are faster and less exact.
     example_input : Tensor, optional
         A batch the model accepts. With it, the report gives the convolutions' FLOPs and
         predicted speedups, and ``FlopReduction`` rules work on convolutions.
@@ -195,6 +198,8 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
     """
     _check_arguments(model, rank, method)
     check_number(measure_seconds, "measure_seconds", low=0, low_open=True)
+    if n_iter_max is not None:
+        check_int(n_iter_max, "n_iter_max", minimum=1)
     if measure and example_input is None:
         raise ValueError("measure=True needs example_input= (each layer is timed on the input "
                          "it sees in the model)")
@@ -225,8 +230,11 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
             factorization = resolve(method, layer, linear_fallback=True)
         x = inputs.get(name)
         input_hw = tuple(x.shape[-2:]) if x is not None and isinstance(layer, nn.Conv2d) else None
-        rows.append(_compress_one(target, name, layer, rule, factorization, input_hw, seed,
-                                  x if measure else None, measure_seconds))
+        row, factorized = _compress_one(target, name, layer, rule, factorization, input_hw,
+                                        {"seed": seed, "n_iter_max": n_iter_max})
+        if factorized is not None and measure:
+            row["measured_speedup"] = _measured_speedup(layer, factorized, x, measure_seconds)
+        rows.append(row)
     return target, CompressionReport(rows)
 
 
@@ -240,8 +248,9 @@ def _flops_or_none(layer: nn.Module, input_hw):
     return dense_flops(layer, input_hw) if isinstance(layer, nn.Conv2d) else layer.flops(input_hw)
 
 
-def _compress_one(target, name, layer, rule, factorization, input_hw, seed, x, seconds) -> dict:
-    """Factorize one layer in ``target`` (if that saves something) and return its report row."""
+def _compress_one(target, name, layer, rule, factorization, input_hw, options) -> tuple:
+    """Factorize one layer in ``target`` (if that saves something): ``(report row, the
+    factorized layer or None)``."""
     weight = layer.weight.detach()
     dense_params = sum(p.numel() for p in layer.parameters())
     row = {"layer": name, "shape": tuple(weight.shape), "method": factorization.name, "rank": None,
@@ -260,14 +269,12 @@ def _compress_one(target, name, layer, rule, factorization, input_hw, seed, x, s
     if choice.rank is None or note:
         row.update(params_after=dense_params, flops_after=row["flops_before"], note=note,
                    method="dense")
-        return row
+        return row, None
 
-    factorized = factorization.build(layer, choice.rank, seed=seed)
+    factorized = factorization.build(layer, choice.rank, **options)
     with torch.no_grad():
         error = relative_error(factorized.to_dense().weight, weight)
     row.update(rank=choice.rank, params_after=factorized.params, relative_error=float(error),
                flops_after=_flops_or_none(factorized, input_hw))
-    if x is not None:
-        row["measured_speedup"] = _measured_speedup(layer, factorized, x, seconds)
     target.set_submodule(name, factorized)
-    return row
+    return row, factorized

@@ -42,17 +42,24 @@ class Factorization:
 
     ``structure`` holds the options that shape the factorized layer (given to both
     ``from_dense`` and ``like``, e.g. CP's ``implementation``); ``algorithm`` those that
-    only change how the factors are computed (given to ``from_dense`` alone)."""
+    only change how the factors are computed (given to ``from_dense`` alone). ``iterative``
+    marks the methods computed by sweeps (CP-ALS, HOOI), which take ``n_iter_max``."""
 
     name: str
     layer_class: type
     dense_type: type
     structure: dict = field(default_factory=dict)
     algorithm: dict = field(default_factory=dict)
+    iterative: bool = False
 
-    def build(self, layer: nn.Module, rank, *, seed=0) -> nn.Module:
-        """Factorize the trained ``layer`` at ``rank``; ``layer`` is not changed."""
-        return self.layer_class.from_dense(layer, rank, seed=seed, **self.structure, **self.algorithm)
+    def build(self, layer: nn.Module, rank, *, seed=0, n_iter_max=None) -> nn.Module:
+        """Factorize the trained ``layer`` at ``rank``; ``layer`` is not changed.
+        ``n_iter_max`` caps the sweeps of an iterative method (default: its own); the SVDs
+        have none and ignore it."""
+        options = {**self.structure, **self.algorithm}
+        if self.iterative and n_iter_max is not None:
+            options["n_iter_max"] = n_iter_max
+        return self.layer_class.from_dense(layer, rank, seed=seed, **options)
 
     def like(self, layer: nn.Module, rank, *, device=None, dtype=None) -> nn.Module:
         """An untrained factorized layer with ``layer``'s geometry and ``rank``."""
@@ -71,11 +78,12 @@ REGISTRY = {
     ("svd", nn.Conv2d): Factorization("svd", SVDConv2d, nn.Conv2d),
     ("randomized", nn.Conv2d): Factorization("randomized", SVDConv2d, nn.Conv2d,
                                              algorithm={"algorithm": "randomized"}),
-    ("tucker2", nn.Conv2d): Factorization("tucker2", Tucker2Conv2d, nn.Conv2d),
+    ("tucker2", nn.Conv2d): Factorization("tucker2", Tucker2Conv2d, nn.Conv2d, iterative=True),
     ("cp-fused", nn.Conv2d): Factorization("cp-fused", CPConv2d, nn.Conv2d,
-                                           structure={"implementation": "fused"}),
+                                           structure={"implementation": "fused"}, iterative=True),
     ("cp-separable", nn.Conv2d): Factorization("cp-separable", CPConv2d, nn.Conv2d,
-                                               structure={"implementation": "separable"}),
+                                               structure={"implementation": "separable"},
+                                               iterative=True),
 }
 
 #: Every name ``method=`` accepts: the registry's, plus ``"cp"`` and ``"auto"``.
@@ -118,9 +126,9 @@ def resolve(method: str, layer: nn.Module, *, linear_fallback: bool = False) -> 
     return REGISTRY[method, kind]
 
 
-def factorize(layer: nn.Module, rank, *, method: str = "auto", seed=0) -> nn.Module:
+def factorize(layer: nn.Module, rank, *, method: str = "auto", seed=0, n_iter_max=None) -> nn.Module:
     """``layer`` (an ``nn.Linear`` or ``nn.Conv2d``) factorized by ``method`` at ``rank``."""
-    return resolve(method, layer).build(layer, rank, seed=seed)
+    return resolve(method, layer).build(layer, rank, seed=seed, n_iter_max=n_iter_max)
 
 
 def untrained_like(layer: nn.Module, rank, *, method: str = "auto", device=None,

@@ -16,7 +16,7 @@ from torch import nn
 
 from ._table import html_table, text_table
 from .compress import compress, select_layers
-from .ranks import check_rule
+from .rank_rules import check_rule
 from .factorizations import check_method
 from .train import evaluate
 from .validate import check_number, check_type

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrlib import compress, models, ranks, svd
+from lrlib import compress, models, rank_rules, svd
 from lrlib.layers import LowRankLinear
 
 
@@ -63,7 +63,7 @@ def test_fraction_and_energy_rules(mlp):
         m, n = row["shape"]
         assert row["rank"] == svd.rank_for_params((m, n), 0.25)
         assert row["params_after"] - m <= 0.25 * m * n
-    _, by_energy = compress.compress(mlp, rank=ranks.Energy(0.9), include=["fc2"])
+    _, by_energy = compress.compress(mlp, rank=rank_rules.Energy(0.9), include=["fc2"])
     (row,) = by_energy.rows
     assert row["rank"] == svd.rank_for_energy(torch.linalg.svdvals(mlp.fc2.weight.detach().double()), 0.9)
     assert row["relative_error"] <= math.sqrt(0.1) + 1e-9
@@ -74,7 +74,7 @@ def test_include_exclude_and_per_layer_ranks(mlp):
     assert [r["layer"] for r in report.rows] == ["fc1", "fc2"]
     _, report = compress.compress(mlp, rank=16, include=["fc*"], exclude=["fc2"])
     assert [r["layer"] for r in report.rows] == ["fc1", "fc3"]
-    compressed, report = compress.compress(mlp, rank={"fc1": 100, "fc2": ranks.Energy(0.5)})
+    compressed, report = compress.compress(mlp, rank={"fc1": 100, "fc2": rank_rules.Energy(0.5)})
     assert compressed.fc1.rank == 100 and isinstance(compressed.fc3, nn.Linear)
     assert [r["layer"] for r in report.rows] == ["fc1", "fc2"]
 
@@ -175,7 +175,7 @@ def test_full_rank_tucker2_and_per_layer_methods_keep_the_function():
 
 def test_flops_and_predicted_speedups_with_an_example_input(cnn):
     x = torch.randn(8, 1, 28, 28)
-    compressed, report = compress.compress(cnn, rank=ranks.FlopReduction(4.0), example_input=x,
+    compressed, report = compress.compress(cnn, rank=rank_rules.FlopReduction(4.0), example_input=x,
                                            include=["conv3", "conv4"])
     for row in report.rows:
         assert row["flops_before"] == 2 * row["shape"][0] * row["shape"][1] * 9 * {"conv3": 14, "conv4": 7}[row["layer"]] ** 2
@@ -187,7 +187,7 @@ def test_flops_and_predicted_speedups_with_an_example_input(cnn):
     assert plain.rows[0]["flops_before"] is None and plain.rows[0]["measured_speedup"] is None
     assert "–" in str(plain)
     with pytest.raises(ValueError, match="FlopReduction on a convolution needs example_input"):
-        compress.compress(cnn, rank=ranks.FlopReduction(2.0), include=["conv3"])
+        compress.compress(cnn, rank=rank_rules.FlopReduction(2.0), include=["conv3"])
 
 
 def test_measure_times_each_replaced_layer_on_the_input_it_sees(cnn, monkeypatch):
@@ -214,15 +214,15 @@ def test_measure_times_each_replaced_layer_on_the_input_it_sees(cnn, monkeypatch
 
 def test_energy_and_vbmf_rules_for_tucker2(cnn):
     K = cnn.conv3.weight.detach().double()
-    _, report = compress.compress(cnn, rank=ranks.Energy(0.8), include=["conv3"])
+    _, report = compress.compress(cnn, rank=rank_rules.Energy(0.8), include=["conv3"])
     r_out = svd.rank_for_energy(torch.linalg.svdvals(tensor.unfold(K, 0)), 0.8)
     r_in = svd.rank_for_energy(torch.linalg.svdvals(tensor.unfold(K, 1)), 0.8)
     assert report.rows[0]["rank"] == (r_out, r_in)
-    _, report = compress.compress(cnn, rank=ranks.VBMF(), include=["conv3"])
+    _, report = compress.compress(cnn, rank=rank_rules.VBMF(), include=["conv3"])
     assert report.rows[0]["rank"] == (tensor.evbmf(tensor.unfold(K, 0)).rank,
                                       tensor.evbmf(tensor.unfold(K, 1)).rank)
     with pytest.raises(ValueError, match="not for CP"):
-        compress.compress(cnn, rank=ranks.Energy(0.8), include=["conv3"], method="cp")
+        compress.compress(cnn, rank=rank_rules.Energy(0.8), include=["conv3"], method="cp")
 
 
 def test_compressed_cnn_state_dict_round_trip(cnn):
@@ -239,7 +239,7 @@ def test_compressed_cnn_state_dict_round_trip(cnn):
     ({"rank": 4, "method": {"conv9": "svd"}}, ValueError, r"not Linear or Conv2d layers of the model: \['conv9'\]"),
     ({"rank": 4, "method": {"conv2": "pca"}}, ValueError, r"method\['conv2'\] must be one of"),
     ({"rank": (4, 4, 4)}, ValueError, r"pair \(R_out, R_in\)"),
-    ({"rank": ranks.FlopReduction}, TypeError, "must be an int, a pair"),
+    ({"rank": rank_rules.FlopReduction}, TypeError, "must be an int, a pair"),
     ({"rank": 4, "include": ["conv9"]}, ValueError, r"include pattern 'conv9' matches no Linear or Conv2d layer; the model's layers are \['conv1', 'conv2'"),
     ({"rank": 4, "exclude": ["fc*", "bn*"]}, ValueError, "exclude pattern 'bn\\*' matches no"),
 ])
@@ -258,3 +258,17 @@ def test_pairs_need_tucker2_and_grouped_convs_are_refused(cnn):
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
     with pytest.raises(ValueError, match="layer '0' has groups=2"):
         compress.compress(grouped, rank=1)
+
+
+def test_n_iter_max_reaches_the_iterative_methods_only(cnn):
+    conv = cnn.conv3
+    _, few = compress.compress(cnn, rank=24, method="cp-fused", include=["conv3"], n_iter_max=3)
+    expected = CPConv2d.from_conv(conv, 24, n_iter_max=3).to_dense().weight
+    assert few.rows[0]["relative_error"] == pytest.approx(tensor.relative_error(expected, conv.weight))
+    _, default = compress.compress(cnn, rank=24, method="cp-fused", include=["conv3"])
+    assert default.rows[0]["relative_error"] < few.rows[0]["relative_error"]
+    _, svd_rows = compress.compress(cnn, rank=24, method="svd", include=["conv3"], n_iter_max=3)
+    _, svd_plain = compress.compress(cnn, rank=24, method="svd", include=["conv3"])
+    assert svd_rows.rows[0]["relative_error"] == svd_plain.rows[0]["relative_error"]
+    with pytest.raises(ValueError, match="n_iter_max must be a positive int, got 0"):
+        compress.compress(cnn, rank=24, n_iter_max=0)
