@@ -29,7 +29,8 @@ from torch import nn
 from torch.utils import benchmark
 
 from ._table import html_table, text_table
-from .profile import _inputs as _inputs_tuple
+from .profile import as_input_tuple
+from .validate import check_int, check_number, check_positive_ints, check_type
 
 __all__ = [
     "percentile",
@@ -53,30 +54,20 @@ def percentile(samples, q: float) -> float:
     ``h = (n - 1) · q / 100`` and is ``x_⌊h⌋ + (h - ⌊h⌋) · (x_⌊h⌋+1 - x_⌊h⌋)``. This is
     numpy's default (``method="linear"``, Hyndman & Fan 1996, definition 7).
     """
-    values = sorted(float(s) for s in samples)
+    try:
+        values = sorted(float(s) for s in samples)
+    except (TypeError, ValueError):
+        raise TypeError(f"samples must be a sequence of numbers, got {samples!r}") from None
     if not values:
-        raise ValueError("samples must not be empty")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be between 0 and 100, got {q!r}")
+        raise ValueError(f"samples must not be empty, got {samples!r}")
+    check_number(q, "q", low=0, high=100)
     position = (len(values) - 1) * q / 100
     low = math.floor(position)
     high = min(low + 1, len(values) - 1)
     return values[low] + (position - low) * (values[high] - values[low])
 
 
-# --------------------------------------------------------------------------- checks
-def _check_positive_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
+# --------------------------------------------------------------------------- helpers
 def _model_device(model) -> torch.device | None:
     if isinstance(model, nn.Module):
         tensor = next(iter(model.parameters()), None)
@@ -120,7 +111,7 @@ def _prepare(model, example_input, device):
     """Validate and place model and inputs; never moves the caller's model."""
     if not callable(model):
         raise TypeError(f"model must be an nn.Module or callable, got {type(model).__name__}")
-    inputs = _inputs_tuple(example_input)
+    inputs = as_input_tuple(example_input)
     if device is not None:
         device = torch.device(device)
         if isinstance(model, nn.Module) and _model_device(model) not in (None, device):
@@ -233,11 +224,11 @@ def measure_latency(
         Measure on this device (a copy of the model is moved there if needed). Without it,
         model and input must already be on the same device.
     """
-    _check_positive_int("warmup", warmup)
-    _check_positive("min_run_time", min_run_time)
-    _check_positive_int("min_samples", min_samples)
+    check_int(warmup, "warmup", minimum=1)
+    check_number(min_run_time, "min_run_time", low=0, low_open=True)
+    check_int(min_samples, "min_samples", minimum=1)
     if threads is not None:
-        _check_positive_int("threads", threads)
+        check_int(threads, "threads", minimum=1)
     model, inputs, device = _prepare(model, example_input, device)
     batch = _batch_size(inputs)
 
@@ -293,18 +284,6 @@ class ThroughputPoint:
     items_per_second: float
 
 
-def _check_batch_sizes(batch_sizes) -> list:
-    try:
-        sizes = list(batch_sizes)
-    except TypeError:
-        raise TypeError(f"batch_sizes must be a list of positive ints, got {batch_sizes!r}")
-    if not sizes:
-        raise ValueError("batch_sizes must not be empty")
-    for size in sizes:
-        _check_positive_int("each batch size", size)
-    return sizes
-
-
 def throughput_curve(model, make_input, batch_sizes, **measure_kwargs) -> list:
     """Latency and throughput of ``model`` at each batch size.
 
@@ -322,7 +301,7 @@ def throughput_curve(model, make_input, batch_sizes, **measure_kwargs) -> list:
     list of ThroughputPoint
         ``items_per_second = batch_size / median latency``.
     """
-    sizes = _check_batch_sizes(batch_sizes)
+    sizes = check_positive_ints(batch_sizes, "batch_sizes")
     if not callable(make_input):
         raise TypeError(f"make_input must be a function of the batch size, got {make_input!r}")
     points = []
@@ -336,7 +315,10 @@ def throughput_curve(model, make_input, batch_sizes, **measure_kwargs) -> list:
 def best_batch_size(curve, p95_budget_ms: float):
     """The point of ``curve`` with the highest throughput whose p95 latency is within
     ``p95_budget_ms``; ``None`` when no batch size meets the budget."""
-    _check_positive("p95_budget_ms", p95_budget_ms)
+    check_type(curve, "curve", (list, tuple), "a list of ThroughputPoint")
+    check_number(p95_budget_ms, "p95_budget_ms", low=0, low_open=True)
+    for i, point in enumerate(curve):
+        check_type(point, f"curve[{i}]", ThroughputPoint, "a ThroughputPoint")
     allowed = [point for point in curve if point.p95_ms <= p95_budget_ms]
     return max(allowed, key=lambda point: point.items_per_second, default=None)
 
@@ -374,8 +356,9 @@ def compare(models: dict, example_input, **measure_kwargs) -> Comparison:
     """
     from .profile import count_flops, count_params
 
-    if not isinstance(models, dict) or not models:
-        raise ValueError("models must be a non-empty dict of name -> model")
+    check_type(models, "models", dict, "a dict of name -> model")
+    if not models:
+        raise ValueError("models must be a non-empty dict of name -> model, got {}")
     rows = []
     for name, model in models.items():
         result = measure_latency(model, example_input, **measure_kwargs)
@@ -477,8 +460,8 @@ def simulate_server(
         How long the worker may hold the oldest request to fill a batch (0: never waits).
     n_requests : int
         Requests to simulate.
-    seed : int
-        Seeds the arrival times.
+    seed : int, optional
+        Seeds the arrival times (``None``: fresh, unseeded ones).
 
     Returns
     -------
@@ -491,11 +474,12 @@ def simulate_server(
     Capacity is about ``max_batch / service_ms(max_batch)`` requests per second; as the
     arrival rate approaches it, the queue and so the latency grow without bound.
     """
-    rate = _check_positive("arrival_rate", arrival_rate)
-    _check_positive_int("max_batch", max_batch)
-    _check_positive_int("n_requests", n_requests)
-    if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0:
-        raise ValueError(f"max_wait_ms must be a number >= 0, got {max_wait_ms!r}")
+    rate = float(check_number(arrival_rate, "arrival_rate", low=0, low_open=True))
+    check_int(max_batch, "max_batch", minimum=1)
+    check_number(max_wait_ms, "max_wait_ms", low=0)
+    check_int(n_requests, "n_requests", minimum=1)
+    if seed is not None:
+        check_int(seed, "seed", minimum=0)
     service = _service_function(service_ms)
 
     rng = np.random.default_rng(seed)

@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .validate import check_bool, check_finite, check_int, check_tensor, check_type
+
 __all__ = [
     "conv1x1_as_matmul",
     "Fire",
@@ -44,14 +46,10 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- checks
-def _int(name: str, value, *, minimum: int = 1) -> int:
-    """``value`` if it is an int ``>= minimum``; else a TypeError or ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        allowed = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return value
+def _image_size(height, width, batch) -> tuple:
+    """``(height, width, batch)`` if all three are positive ints."""
+    return (check_int(height, "height", minimum=1), check_int(width, "width", minimum=1),
+            check_int(batch, "batch", minimum=1))
 
 
 def _output_size(name: str, size: int, kernel_size: int, stride: int, padding: int) -> int:
@@ -75,11 +73,13 @@ def conv1x1_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias=None) -> torch
     applied to the channel vector of each pixel (Lin, Chen & Yan 2014). It equals
     ``F.conv2d(x, weight.view(C_out, C_in, 1, 1), bias)``.
     """
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f"x must be a 4-d tensor (batch, channels, height, width), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"weight must be a tensor, got {type(weight).__name__}")
+    check_tensor(x, "x")
+    if x.ndim != 4:
+        raise ValueError(f"x must be a 4-d tensor (batch, channels, height, width), got shape "
+                         f"{tuple(x.shape)}")
+    check_tensor(weight, "weight")
+    if bias is not None:
+        check_tensor(bias, "bias")
     if weight.ndim == 4 and weight.shape[2:] == (1, 1):
         weight = weight[:, :, 0, 0]
     if weight.ndim != 2 or weight.shape[1] != x.shape[1]:
@@ -87,6 +87,9 @@ def conv1x1_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias=None) -> torch
             f"weight must have shape (C_out, {x.shape[1]}) or (C_out, {x.shape[1]}, 1, 1) for "
             f"an input with {x.shape[1]} channels, got {tuple(weight.shape)}"
         )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), one entry per output "
+                         f"channel, got {tuple(bias.shape)}")
     pixels = x.movedim(1, -1)                        # (B, H, W, C_in): one vector per pixel
     y = pixels @ weight.T                            # (B, H, W, C_out)
     if bias is not None:
@@ -108,15 +111,15 @@ def fire_flops(in_channels: int, squeeze: int, expand1x1: int, expand3x3: int,
     """FLOPs of one :class:`Fire` call on a ``(batch, in_channels, height, width)`` input:
     ``2·b·H·W·s·(C_in + e1 + 9·e3)`` (every convolution keeps the ``H×W`` size)."""
     c, s, e1, e3 = _fire_arguments(in_channels, squeeze, expand1x1, expand3x3)
-    height, width, batch = _int("height", height), _int("width", width), _int("batch", batch)
+    height, width, batch = _image_size(height, width, batch)
     return 2 * batch * height * width * s * (c + e1 + 9 * e3)
 
 
 def _fire_arguments(in_channels, squeeze, expand1x1, expand3x3) -> tuple:
-    in_channels = _int("in_channels", in_channels)
-    squeeze = _int("squeeze", squeeze)
-    expand1x1 = _int("expand1x1", expand1x1)
-    expand3x3 = _int("expand3x3", expand3x3)
+    in_channels = check_int(in_channels, "in_channels", minimum=1)
+    squeeze = check_int(squeeze, "squeeze", minimum=1)
+    expand1x1 = check_int(expand1x1, "expand1x1", minimum=1)
+    expand3x3 = check_int(expand3x3, "expand3x3", minimum=1)
     if squeeze >= in_channels:
         raise ValueError(
             f"squeeze must be smaller than in_channels={in_channels} (the squeeze layer "
@@ -176,9 +179,10 @@ def separable_params(in_channels: int, out_channels: int, kernel_size: int, *,
     """Parameters of :class:`DepthwiseSeparableConv2d`: ``C_in·k²`` (depthwise) ``+
     C_in·C_out`` (pointwise) ``+ C_out`` if ``bias``; a dense convolution has
     ``C_in·C_out·k²``."""
-    c = _int("in_channels", in_channels)
-    n = _int("out_channels", out_channels)
-    k = _int("kernel_size", kernel_size)
+    c = check_int(in_channels, "in_channels", minimum=1)
+    n = check_int(out_channels, "out_channels", minimum=1)
+    k = check_int(kernel_size, "kernel_size", minimum=1)
+    check_bool(bias, "bias")
     return c * k * k + c * n + (n if bias else 0)
 
 
@@ -187,21 +191,23 @@ def separable_flops(in_channels: int, out_channels: int, kernel_size: int, heigh
     """FLOPs of one :class:`DepthwiseSeparableConv2d` call on a ``(b, C_in, H, W)`` input:
     ``2·b·H'·W'·C_in·(k² + C_out)``, with ``H' = (H + 2·padding - k) // stride + 1`` and
     the same for ``W'``; the dense convolution needs ``2·b·H'·W'·C_in·C_out·k²``."""
-    c = _int("in_channels", in_channels)
-    n = _int("out_channels", out_channels)
-    k = _int("kernel_size", kernel_size)
-    stride, padding = _int("stride", stride), _int("padding", padding, minimum=0)
-    h_out = _output_size("height", _int("height", height), k, stride, padding)
-    w_out = _output_size("width", _int("width", width), k, stride, padding)
-    return 2 * _int("batch", batch) * h_out * w_out * c * (k * k + n)
+    c = check_int(in_channels, "in_channels", minimum=1)
+    n = check_int(out_channels, "out_channels", minimum=1)
+    k = check_int(kernel_size, "kernel_size", minimum=1)
+    stride = check_int(stride, "stride", minimum=1)
+    padding = check_int(padding, "padding", minimum=0)
+    height, width, batch = _image_size(height, width, batch)
+    h_out = _output_size("height", height, k, stride, padding)
+    w_out = _output_size("width", width, k, stride, padding)
+    return 2 * batch * h_out * w_out * c * (k * k + n)
 
 
 def separable_cost_ratio(out_channels: int, kernel_size: int) -> float:
     """``1/C_out + 1/k²``: FLOPs (and, without biases, parameters) of a depthwise separable
     convolution divided by those of the dense k×k convolution it replaces (Howard et al.
     2017). For ``k = 3`` and many output channels it approaches 1/9."""
-    n = _int("out_channels", out_channels)
-    k = _int("kernel_size", kernel_size)
+    n = check_int(out_channels, "out_channels", minimum=1)
+    k = check_int(kernel_size, "kernel_size", minimum=1)
     return 1 / n + 1 / (k * k)
 
 
@@ -247,12 +253,12 @@ class DepthwiseSeparableConv2d(nn.Module):
                  stride: int = 1, padding: int = 0, *, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
-        c = _int("in_channels", in_channels)
-        n = _int("out_channels", out_channels)
-        k = _int("kernel_size", kernel_size)
-        stride, padding = _int("stride", stride), _int("padding", padding, minimum=0)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
+        c = check_int(in_channels, "in_channels", minimum=1)
+        n = check_int(out_channels, "out_channels", minimum=1)
+        k = check_int(kernel_size, "kernel_size", minimum=1)
+        stride = check_int(stride, "stride", minimum=1)
+        padding = check_int(padding, "padding", minimum=0)
+        check_bool(bias, "bias")
         self.in_channels, self.out_channels = c, n
         self.kernel_size, self.stride, self.padding = k, stride, padding
         options = dict(device=device, dtype=dtype)
@@ -293,8 +299,7 @@ class DepthwiseSeparableConv2d(nn.Module):
         no other depthwise separable kernel is closer to ``K``; the error is
         ``Σ_i Σ_{j≥2} σ_j(M_i)²``. The bias is kept. ``conv`` is not changed.
         """
-        if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        check_type(conv, "conv", nn.Conv2d)
         k_h, k_w = conv.kernel_size
         problems = []
         if k_h != k_w:
@@ -312,9 +317,7 @@ class DepthwiseSeparableConv2d(nn.Module):
         if problems:
             raise ValueError("conv cannot be turned into a DepthwiseSeparableConv2d: "
                              + ", ".join(problems))
-        weight = conv.weight.detach()
-        if not bool(torch.isfinite(weight).all()):
-            raise ValueError("conv.weight contains NaN or Inf values; cannot factorize it")
+        weight = check_finite(conv.weight.detach(), "conv.weight")
         n, c = conv.out_channels, conv.in_channels
         slices = weight.double().permute(1, 0, 2, 3).reshape(c, n, k_h * k_w)   # M_i, (C_in, C_out, k²)
         U, S, Vh = torch.linalg.svd(slices, full_matrices=False)
@@ -331,10 +334,10 @@ class DepthwiseSeparableConv2d(nn.Module):
 
 # --------------------------------------------------------------------------- bottleneck
 def _bottleneck_arguments(in_channels, mid_channels, out_channels, stride) -> tuple:
-    c = _int("in_channels", in_channels)
-    m = _int("mid_channels", mid_channels)
-    n = _int("out_channels", out_channels)
-    stride = _int("stride", stride)
+    c = check_int(in_channels, "in_channels", minimum=1)
+    m = check_int(mid_channels, "mid_channels", minimum=1)
+    n = check_int(out_channels, "out_channels", minimum=1)
+    stride = check_int(stride, "stride", minimum=1)
     if m > min(c, n):
         raise ValueError(
             f"mid_channels must be at most min(in_channels, out_channels) = {min(c, n)} "
@@ -356,7 +359,7 @@ def bottleneck_flops(in_channels: int, mid_channels: int, out_channels: int, hei
     ``2·b·(H·W·C_in·m + H'·W'·(9·m² + m·C_out))`` with ``H' = (H - 1) // stride + 1``
     (the 3×3 convolution has padding 1 and carries the stride)."""
     c, m, n, stride = _bottleneck_arguments(in_channels, mid_channels, out_channels, stride)
-    height, width, batch = _int("height", height), _int("width", width), _int("batch", batch)
+    height, width, batch = _image_size(height, width, batch)
     h_out = _output_size("height", height, 3, stride, 1)
     w_out = _output_size("width", width, 3, stride, 1)
     return 2 * batch * (height * width * c * m + h_out * w_out * (9 * m * m + m * n))
@@ -397,8 +400,7 @@ class Bottleneck(nn.Module):
                  stride: int = 1, residual: bool = False, device=None, dtype=None):
         super().__init__()
         c, m, n, stride = _bottleneck_arguments(in_channels, mid_channels, out_channels, stride)
-        if not isinstance(residual, bool):
-            raise TypeError(f"residual must be True or False, got {residual!r}")
+        check_bool(residual, "residual")
         if residual and (c != n or stride != 1):
             raise ValueError(
                 "residual=True needs in_channels == out_channels and stride == 1 so that the "

@@ -149,21 +149,6 @@ def _plot(rows, path: Path) -> None:
     plt.close(figure)
 
 
-def _default_exclude(model) -> list:
-    """Layers that stay dense by default: the last Linear/Conv2d layer (the classifier: small,
-    and the one that decides the classes) and a first convolution that sees 3 or fewer
-    input channels (nothing to gain from factorizing it)."""
-    layers = [(name, module) for name, module in model.named_modules()
-              if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))]
-    if not layers:
-        return []
-    names = {layers[-1][0]}
-    first_name, first = layers[0]
-    if isinstance(first, torch.nn.Conv2d) and first.in_channels <= 3:
-        names.add(first_name)
-    return sorted(names)
-
-
 def _default_lr(report) -> float:
     """The fine-tuning learning rate: CP chains need far gentler steps than the others
     (notebook 05; benchmarks/conv_speedup.py)."""
@@ -175,7 +160,7 @@ def command_compress(args) -> int:
     from . import compress as compress_module
     from . import deploy
     from .data import fashion_mnist
-    from .models import IMAGE_SHAPE, load_reference
+    from .models import load_reference
     from .optimize import fold_batchnorms
     from .rank_rules import FlopReduction
     from .train import evaluate, fine_tune, recalibrate_batchnorm
@@ -193,13 +178,12 @@ def command_compress(args) -> int:
         test = (test.images[:args.test_images], test.labels[:args.test_images])
     start = time.perf_counter()
     train_set = fashion_mnist("train")
-    example = torch.randn(8, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
-    exclude = args.exclude if args.exclude is not None else _default_exclude(original)
+    example = train_set.images[:8]           # real images: the report's output errors use them
     # factorize with BatchNorm still in place, so that its statistics can be re-estimated
     # for the new layers and it can help fine-tuning; fold it at the end (notebook 05)
     compressed, report = compress_module.compress(
         original, rank=FlopReduction(args.target_speedup), method=args.method,
-        example_input=example, exclude=exclude or None)
+        example_input=example, include=args.include, exclude=args.exclude)
     print(report)
     accuracy = {"original": evaluate(original, test).accuracy,
                 "factorized": evaluate(compressed, test).accuracy}
@@ -267,9 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     compress_parser.add_argument("--target-speedup", type=_positive_float, default=3.0,
                                  help="FLOP reduction asked of every factorized layer (> 1)")
     compress_parser.add_argument("--fine-tune-epochs", type=_non_negative_int, default=1)
-    compress_parser.add_argument("--exclude", nargs="*", default=None, metavar="LAYER",
-                                 help="layers to leave dense (default: the last layer, and the first "
-                                      "if it is a conv on ≤ 3 channels; --exclude alone factorizes all)")
+    compress_parser.add_argument("--include", nargs="+", default=None, metavar="LAYER",
+                                 help="layers to consider (default: all); a layer named here is "
+                                      "factorized even if the default scope keeps it dense (the "
+                                      "output layer, a first conv on ≤ 3 channels)")
+    compress_parser.add_argument("--exclude", nargs="+", default=None, metavar="LAYER",
+                                 help="layers to leave dense, besides the default scope's")
     compress_parser.add_argument("--test-images", type=_positive_int, default=None, metavar="N",
                                  help="evaluate on the first N test images only (default: all 2,000)")
     compress_parser.add_argument("--keep-batchnorm", action="store_true",

@@ -10,8 +10,10 @@ a rank (:mod:`lrlib.rank_rules`), replaces the layer by the factorized one where
 parameters, and returns the new model with a :class:`CompressionReport`: per layer, its
 shape, method, rank, parameters and FLOPs before and after, the speedup the FLOPs predict,
 the speedup measured on this machine (only with ``measure=True``), and the relative weight
-error ``‖W − Ŵ‖_F / ‖W‖_F``. Layers where factorizing would not save anything are left
-dense, and the report says why.
+error ``‖W − Ŵ‖_F / ‖W‖_F`` (and, given an example input, the error of the layer's outputs on
+it). Layers where factorizing would not save anything are left dense, and the report says
+why; so are, by default, the layers where it is known to be fragile (:func:`default_scope`),
+and the report warns where the result is at risk.
 
 ``method=`` takes the names of :data:`lrlib.factorizations.METHODS`, one for all layers or
 a dict per layer name; ``rank=`` takes the rules of :mod:`lrlib.rank_rules`, the same way.
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-from dataclasses import dataclass
+import html
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -35,22 +38,36 @@ from .svd import break_even_rank
 from .tensor import relative_error
 from .validate import check_finite, check_int, check_number, check_type
 
-__all__ = ["CompressionReport", "compress", "select_layers"]
+__all__ = ["CompressionReport", "compress", "select_layers", "default_scope",
+           "OUTPUT_ERROR_WARNING", "WEIGHT_ERROR_WARNING"]
+
+#: A factorized layer whose outputs on the example input are off by more than this
+#: (relative Frobenius error) gets a warning: on the reference models, the layers that broke
+#: accuracy were at 0.63–0.95, those that did not at 0.11–0.24 (see tests/test_compress.py).
+OUTPUT_ERROR_WARNING = 0.5
+#: Without an example input, the weight error that gets a warning. Weight errors say less:
+#: working layers of the reference CNN reach 0.64 at a quarter of their weights.
+WEIGHT_ERROR_WARNING = 0.8
 
 
 # --------------------------------------------------------------------------- the report
 @dataclass
 class CompressionReport:
-    """One row per layer considered. Prints as a table; HTML in notebooks.
+    """One row per layer considered, and the warnings. Prints as a table; HTML in notebooks.
 
     FLOPs are per example; for convolutions they need ``example_input`` (else "–").
     ``predicted`` is the FLOP ratio before/after; ``measured`` the latency ratio of the dense
-    layer to its replacement on the layer's own input (with ``measure=True``)."""
+    layer to its replacement on the layer's own input (with ``measure=True``); ``weight err.``
+    is ``‖W − Ŵ‖_F / ‖W‖_F`` and ``output err.`` the same for the layer's outputs on the
+    input it sees in the model (with ``example_input``). ``warnings`` lists what puts the
+    compressed model at risk; they are printed below the table."""
 
     rows: list
+    warnings: list = field(default_factory=list)
 
     columns = ("layer", "shape", "method", "rank", "params before", "params after",
-               "MFLOPs before", "MFLOPs after", "predicted", "measured", "rel. error", "note")
+               "MFLOPs before", "MFLOPs after", "predicted", "measured", "weight err.",
+               "output err.", "note")
 
     @property
     def params_before(self) -> int:
@@ -78,21 +95,24 @@ class CompressionReport:
                 _mflops(row["flops_before"]), _mflops(row["flops_after"]),
                 _ratio(row["flops_before"], row["flops_after"]),
                 "–" if row["measured_speedup"] is None else f"{row['measured_speedup']:.2f}×",
-                f"{row['relative_error']:.4f}", row["note"],
+                f"{row['relative_error']:.4f}",
+                "–" if row["output_error"] is None else f"{row['output_error']:.4f}", row["note"],
             ])
         cells.append(["total", "", "", "", f"{self.params_before:,}", f"{self.params_after:,}",
                       _mflops(self.flops_before), _mflops(self.flops_after),
-                      _ratio(self.flops_before, self.flops_after), "", "", ""])
+                      _ratio(self.flops_before, self.flops_after), "", "", "", ""])
         return cells
 
     def __str__(self) -> str:
-        return text_table(self.columns, self._cells(), left_aligned=(0, 1, 2, 11))
+        table = text_table(self.columns, self._cells(), left_aligned=(0, 1, 2, 12))
+        return "\n".join([table, *(f"warning: {text}" for text in self.warnings)])
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
-        return html_table(self.columns, self._cells())
+        warnings = "".join(f"<p><b>warning:</b> {html.escape(text)}</p>" for text in self.warnings)
+        return html_table(self.columns, self._cells()) + warnings
 
 
 def _sum_or_none(values):
@@ -135,6 +155,73 @@ def select_layers(model: nn.Module, include=None, exclude=None) -> list:
             and not (exclude is not None and any(fnmatch.fnmatchcase(name, p) for p in exclude))]
 
 
+def default_scope(model: nn.Module) -> dict:
+    """``{layer name: reason}``: the layers ``compress`` leaves dense unless they are named
+    explicitly (in ``include``, or as a key of a ``rank`` or ``method`` dict).
+
+    * The output layer (the last Linear or Conv2d the model registers): it produces the
+      classes, and at any rank that saves parameters it has fewer components than classes,
+      so classes it told apart can no longer be told apart independently; on the reference
+      CNN factorizing it alone costs most of the accuracy.
+    * A first convolution on at most 3 input channels (an image's colours): its kernel is
+      small, so little is saved, and its error reaches every later layer.
+
+    Lebedev et al. (2015) and Kim et al. (2016) leave the first and last layers dense for
+    the same reasons; the command line (``lrlib compress``) uses this scope too."""
+    layers = select_layers(model)
+    if not layers:
+        return {}
+    scope = {}
+    first_name, first = layers[0]
+    if isinstance(first, nn.Conv2d) and first.in_channels <= 3:
+        scope[first_name] = (f"kept dense by default: first conv, {first.in_channels} input "
+                             "channel(s)")
+    last_name, last = layers[-1]
+    outputs = last.out_features if isinstance(last, nn.Linear) else last.out_channels
+    scope[last_name] = f"kept dense by default: output layer ({outputs} outputs)"
+    return scope
+
+
+def _explicitly_named(include, rank, method) -> set:
+    """Layer names given explicitly: exact entries of ``include`` and keys of dicts."""
+    named = set(include or [])
+    for given in (rank, method):
+        if isinstance(given, dict):
+            named |= set(given)
+    return named
+
+
+def _warnings(model: nn.Module, rows: list, factorized: dict, output_layer: str) -> list:
+    """What the report warns about: large errors, an output layer below its class count,
+    and stale BatchNorm statistics."""
+    warnings = []
+    for row in rows:
+        if row["rank"] is None:
+            continue
+        if row["output_error"] is not None and row["output_error"] > OUTPUT_ERROR_WARNING:
+            warnings.append(f"{row['layer']}: its outputs on example_input are off by "
+                            f"{row['output_error']:.2f} (relative): accuracy is at risk; raise "
+                            "its rank, fine-tune, or leave it dense")
+        elif row["output_error"] is None and row["relative_error"] > WEIGHT_ERROR_WARNING:
+            warnings.append(f"{row['layer']}: its weights are off by {row['relative_error']:.2f} "
+                            "(relative): accuracy may be at risk; pass example_input= to see "
+                            "the error of its outputs, a better sign")
+        layer = factorized[row["layer"]]
+        outputs = getattr(layer, "out_features", getattr(layer, "out_channels", None))
+        rank = row["rank"] if isinstance(row["rank"], int) else row["rank"][0]
+        if row["layer"] == output_layer and rank < outputs:
+            warnings.append(f"{row['layer']}: the output layer now has rank {rank}, fewer than "
+                            f"its {outputs} outputs (classes): it can no longer score them "
+                            "independently")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if norms and factorized:
+        warnings.append(f"the model has {len(norms)} BatchNorm layer(s) whose running statistics "
+                        "were measured for the dense layers: re-estimate them with "
+                        "lrlib.train.recalibrate_batchnorm(model, data) on a few thousand "
+                        "training images before evaluating or fine-tuning")
+    return warnings
+
+
 # --------------------------------------------------------------------------- compress
 def _check_arguments(model, rank, method):
     check_type(model, "model", nn.Module)
@@ -173,7 +260,9 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         named use ``"auto"``).
     include, exclude : list of str, optional
         Layer names or shell-style patterns (``"conv*"``) to consider / to skip; each must
-        match at least one layer.
+        match at least one layer. The layers of :func:`default_scope` (the output layer, a
+        first convolution on ≤ 3 channels) stay dense, with the reason in the report,
+        unless named exactly in ``include`` or as a key of a ``rank`` or ``method`` dict.
     inplace : bool
         Change ``model`` itself. By default a deep copy is compressed and ``model`` is
         left exactly as it was.
@@ -183,8 +272,9 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         Caps the sweeps of CP-ALS and HOOI (default: :func:`lrlib.tensor.cp_als`'s and
         :func:`lrlib.tensor.tucker_hooi`'s own); fewer sweeps are faster and less exact.
     example_input : Tensor, optional
-        A batch the model accepts. With it, the report gives the convolutions' FLOPs and
-        predicted speedups, and ``FlopReduction`` rules work on convolutions.
+        A batch the model accepts (real data if possible). With it, the report gives the
+        convolutions' FLOPs and predicted speedups and each layer's output error on the
+        input it sees, and ``FlopReduction`` rules work on convolutions.
     measure : bool
         Also time each replaced layer against the dense one on the input it sees in the
         model (needs ``example_input``), for ``measure_seconds`` per phase. Off by default:
@@ -194,7 +284,9 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
     -------
     (nn.Module, CompressionReport)
         A layer is left dense, with the reason in the report's ``note``, when no rank fits
-        the rule or factorizing would not save parameters.
+        the rule or factorizing would not save parameters. The report's ``warnings`` name
+        layers whose error puts accuracy at risk, and BatchNorm statistics made stale (this
+        function does not re-estimate them: it has one example batch, not a data set).
     """
     _check_arguments(model, rank, method)
     check_number(measure_seconds, "measure_seconds", low=0, low_open=True)
@@ -220,22 +312,30 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         else:
             check_finite(layer.weight, f"layer {name!r} weight")
     inputs = layer_inputs(target, example_input, [n for n, _ in selected]) if example_input is not None else {}
+    scope = default_scope(target)
+    explicit = _explicitly_named(include, rank, method)
+    every_layer = select_layers(target)
+    output_layer = every_layer[-1][0] if every_layer else None   # before any is replaced
 
-    rows = []
+    rows, factorized_layers = [], {}
     for name, layer in selected:
+        if name in scope and name not in explicit:
+            rows.append(_dense_row(name, layer, "dense", scope[name], inputs.get(name)))
+            continue
         rule = rank[name] if isinstance(rank, dict) else rank
         if isinstance(method, dict):
             factorization = resolve(method.get(name, "auto"), layer)
         else:
             factorization = resolve(method, layer, linear_fallback=True)
         x = inputs.get(name)
-        input_hw = tuple(x.shape[-2:]) if x is not None and isinstance(layer, nn.Conv2d) else None
-        row, factorized = _compress_one(target, name, layer, rule, factorization, input_hw,
+        row, factorized = _compress_one(target, name, layer, rule, factorization, x,
                                         {"seed": seed, "n_iter_max": n_iter_max})
-        if factorized is not None and measure:
-            row["measured_speedup"] = _measured_speedup(layer, factorized, x, measure_seconds)
+        if factorized is not None:
+            factorized_layers[name] = factorized
+            if measure:
+                row["measured_speedup"] = _measured_speedup(layer, factorized, x, measure_seconds)
         rows.append(row)
-    return target, CompressionReport(rows)
+    return target, CompressionReport(rows, _warnings(target, rows, factorized_layers, output_layer))
 
 
 def _flops_or_none(layer: nn.Module, input_hw):
@@ -248,14 +348,34 @@ def _flops_or_none(layer: nn.Module, input_hw):
     return dense_flops(layer, input_hw) if isinstance(layer, nn.Conv2d) else layer.flops(input_hw)
 
 
-def _compress_one(target, name, layer, rule, factorization, input_hw, options) -> tuple:
+def _input_hw(layer: nn.Module, x):
+    return tuple(x.shape[-2:]) if x is not None and isinstance(layer, nn.Conv2d) else None
+
+
+def _dense_row(name: str, layer: nn.Module, method: str, note: str, x) -> dict:
+    """The report row of a layer that stays as it is."""
+    params = sum(p.numel() for p in layer.parameters())
+    flops = _flops_or_none(layer, _input_hw(layer, x))
+    return {"layer": name, "shape": tuple(layer.weight.shape), "method": method, "rank": None,
+            "params_before": params, "params_after": params, "flops_before": flops,
+            "flops_after": flops, "measured_speedup": None, "relative_error": 0.0,
+            "output_error": None, "note": note}
+
+
+def _output_error(dense: nn.Module, factorized: nn.Module, x) -> float | None:
+    """``‖f(x) − f̂(x)‖_F / ‖f(x)‖_F`` on the input the layer sees (None without one)."""
+    if x is None:
+        return None
+    with torch.inference_mode():
+        return relative_error(factorized(x), dense(x))
+
+
+def _compress_one(target, name, layer, rule, factorization, x, options) -> tuple:
     """Factorize one layer in ``target`` (if that saves something): ``(report row, the
-    factorized layer or None)``."""
+    factorized layer or None)``. ``x`` is the input the layer sees, or None."""
     weight = layer.weight.detach()
     dense_params = sum(p.numel() for p in layer.parameters())
-    row = {"layer": name, "shape": tuple(weight.shape), "method": factorization.name, "rank": None,
-           "params_before": dense_params, "flops_before": _flops_or_none(layer, input_hw),
-           "measured_speedup": None, "relative_error": 0.0, "note": ""}
+    input_hw = _input_hw(layer, x)
     choice = choose_rank(rule, factorization, layer, input_hw)
     note = choice.note
     if choice.rank is not None and not note:
@@ -267,14 +387,14 @@ def _compress_one(target, name, layer, rule, factorization, input_hw, options) -
             note = (f"rank {choice.rank} > break-even {break_even_rank(tuple(weight.shape))}: no saving"
                     if isinstance(layer, nn.Linear) else f"rank {choice.rank} saves no parameters")
     if choice.rank is None or note:
-        row.update(params_after=dense_params, flops_after=row["flops_before"], note=note,
-                   method="dense")
-        return row, None
+        return _dense_row(name, layer, "dense", note, x), None
 
     factorized = factorization.build(layer, choice.rank, **options)
+    row = _dense_row(name, layer, factorization.name, "", x)
     with torch.no_grad():
-        error = relative_error(factorized.to_dense().weight, weight)
-    row.update(rank=choice.rank, params_after=factorized.params, relative_error=float(error),
-               flops_after=_flops_or_none(factorized, input_hw))
+        row.update(rank=choice.rank, params_after=factorized.params,
+                   relative_error=relative_error(factorized.to_dense().weight, weight),
+                   flops_after=_flops_or_none(factorized, input_hw),
+                   output_error=_output_error(layer, factorized, x))
     target.set_submodule(name, factorized)
     return row, factorized

@@ -16,12 +16,15 @@ The course ships a class-balanced subset (1,200 training and 200 test images per
 from __future__ import annotations
 
 import gzip
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .validate import check_bool, check_choice, check_int, check_positive_ints, check_type
 
 __all__ = [
     "CLASS_NAMES",
@@ -103,8 +106,9 @@ class ImageSet:
         With ``shuffle=True`` the order is drawn from a generator seeded with ``seed``, so
         two loaders made with the same seed give the same batches.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int(batch_size, "batch_size", minimum=1)
+        check_bool(shuffle, "shuffle")
+        check_int(seed, "seed")
         dataset = torch.utils.data.TensorDataset(self.images, self.labels)
         generator = torch.Generator().manual_seed(seed) if shuffle else None
         return torch.utils.data.DataLoader(
@@ -135,13 +139,12 @@ def fashion_mnist(split: str = "train", *, path=None) -> ImageSet:
     >>> test = fashion_mnist("test")
     >>> test.images.shape, test.class_names[int(test.labels[0])]  # doctest: +SKIP
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_choice(split, "split", SPLITS)
     if path is None:
         pixels, labels = _load_subset(split, SUBSET_PATH)
         source = str(SUBSET_PATH)
     else:
-        folder = Path(path)
+        folder = Path(check_type(path, "path", (str, os.PathLike), "a str or a Path"))
         image_file, label_file = (folder / name for name in _IDX_FILES[split])
         pixels, labels = read_idx(image_file), read_idx(label_file)
         if len(pixels) != len(labels):
@@ -199,7 +202,7 @@ def read_idx(file) -> np.ndarray:
     number ``0x00 0x00 0x08 ndim`` (``0x08`` = unsigned byte), then ``ndim`` big-endian
     uint32 sizes, then the data in C order.
     """
-    file = Path(file)
+    file = Path(check_type(file, "file", (str, os.PathLike), "a str or a Path"))
     if not file.exists():
         raise FileNotFoundError(
             f"{file} does not exist; the full Fashion-MNIST data set comes with Debian's "
@@ -225,10 +228,12 @@ def synthetic_input(shape, *, seed: int = 0, dtype=torch.float32, device=None) -
     Speed depends on the shape of the input, not on its values, so random data measures
     latency as well as real images do.
     """
-    if isinstance(shape, int):
+    if isinstance(shape, int) and not isinstance(shape, bool):
         shape = (shape,)
-    shape = tuple(shape)
-    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(f"shape must be a non-empty tuple of positive ints, got {shape!r}")
+    shape = check_positive_ints(shape, "shape")
+    check_int(seed, "seed")
+    check_type(dtype, "dtype", torch.dtype)
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator, dtype=dtype).to(device)

@@ -60,6 +60,9 @@ def environment() -> dict:
 def report(file=None) -> dict:
     """Print the environment as an aligned table (to ``file``, default stdout) and return
     the dict from :func:`environment`."""
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(f"file must be a writable text stream such as sys.stdout, got "
+                        f"{type(file).__name__}")
     facts = environment()
     width = max(len(key) for key in facts)
     for key, value in facts.items():

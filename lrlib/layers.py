@@ -219,9 +219,10 @@ def _pair(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def check_conv(conv, name: str = "conv") -> nn.Conv2d:
+def check_conv(conv, name: str = "conv", *, finite: bool = True) -> nn.Conv2d:
     """Raise unless ``conv`` is a plain ``nn.Conv2d`` the chains can replace exactly:
-    ``groups == 1``, ``padding_mode == "zeros"`` and finite weights."""
+    ``groups == 1``, ``padding_mode == "zeros"`` and (with ``finite``, when its weights are
+    to be factorized) finite weights."""
     if isinstance(conv, nn.modules.conv._ConvTransposeNd):
         raise TypeError(f"{name} must be an nn.Conv2d; transposed convolutions "
                         f"({type(conv).__name__}) are not supported")
@@ -233,7 +234,8 @@ def check_conv(conv, name: str = "conv") -> nn.Conv2d:
     if conv.padding_mode != "zeros":
         raise ValueError(f"{name} has padding_mode={conv.padding_mode!r}; only 'zeros' is "
                          "supported")
-    check_finite(conv.weight, f"{name}.weight")
+    if finite:
+        check_finite(conv.weight, f"{name}.weight")
     return conv
 
 
@@ -315,7 +317,7 @@ class _ConvChain(nn.Module):
         """An untrained chain of ``rank`` with ``conv``'s channels, kernel size, stride,
         padding, dilation and bias (present or not); on ``conv``'s device and dtype unless
         given. ``options`` go to the constructor (``implementation=`` for CP)."""
-        check_conv(conv)
+        check_conv(conv, finite=False)          # only its geometry is used
         return cls(rank=rank, **_geometry_of(conv), **options,
                    device=device or conv.weight.device, dtype=dtype or conv.weight.dtype)
 

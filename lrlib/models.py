@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .validate import check_choice, check_positive_ints
+
 __all__ = [
     "MLP",
     "CNN",
@@ -42,6 +44,7 @@ __all__ = [
     "build_variant",
     "load_variant",
     "variant_info",
+    "variant_weights_path",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -51,14 +54,6 @@ TRAINING_RECORD = ASSETS / "reference_models.json"
 
 IMAGE_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
-
-
-def _positive_ints(name: str, values) -> tuple:
-    values = tuple(values)
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                             for v in values):
-        raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {values!r}")
-    return values
 
 
 class MLP(nn.Sequential):
@@ -74,7 +69,7 @@ class MLP(nn.Sequential):
     """
 
     def __init__(self, hidden=(1024, 512)):
-        hidden = _positive_ints("hidden", hidden)
+        hidden = check_positive_ints(hidden, "hidden")
         widths = (IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2],) + hidden
         layers = [("flatten", nn.Flatten())]
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
@@ -98,7 +93,7 @@ class CNN(nn.Sequential):
     """
 
     def __init__(self, channels=(32, 64, 128, 256)):
-        channels = _positive_ints("channels", channels)
+        channels = check_positive_ints(channels, "channels")
         if len(channels) < 3:
             raise ValueError(f"channels needs at least 3 entries, got {channels!r}")
         layers = []
@@ -145,9 +140,7 @@ REFERENCE_MODELS = {
 
 
 def _entry(name) -> ReferenceModel:
-    if name not in REFERENCE_MODELS:
-        raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
-    return REFERENCE_MODELS[name]
+    return REFERENCE_MODELS[check_choice(name, "name", sorted(REFERENCE_MODELS))]
 
 
 def build_reference(name: str) -> nn.Module:
@@ -284,9 +277,7 @@ VARIANTS = {
 
 
 def _variant_builder(name):
-    if name not in VARIANTS:
-        raise ValueError(f"name must be one of {list(VARIANTS)}, got {name!r}")
-    return VARIANTS[name]
+    return VARIANTS[check_choice(name, "name", VARIANTS)]
 
 
 def build_variant(name: str) -> nn.Module:

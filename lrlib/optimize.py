@@ -35,6 +35,8 @@ import warnings
 import torch
 from torch import nn
 
+from .validate import check_bool, check_int, check_number, check_tensor, check_type
+
 __all__ = ["fold_batchnorm", "fold_batchnorms", "freeze", "keep_freed_memory"]
 
 
@@ -43,10 +45,8 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
     Neither argument is changed. The result always has a bias.
     """
-    if not isinstance(conv, nn.Conv2d):
-        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
-    if not isinstance(bn, nn.BatchNorm2d):
-        raise TypeError(f"bn must be an nn.BatchNorm2d, got {type(bn).__name__}")
+    check_type(conv, "conv", nn.Conv2d)
+    check_type(bn, "bn", nn.BatchNorm2d)
     if bn.num_features != conv.out_channels:
         raise ValueError(
             f"bn has {bn.num_features} features but conv has {conv.out_channels} output "
@@ -79,8 +79,8 @@ def fold_batchnorms(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     BatchNorms in place, fine-tuned, and folded at the end. The result is in eval mode.
     The caller's model is left unchanged unless ``inplace=True``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_type(model, "model", nn.Module)
+    check_bool(inplace, "inplace")
     target = model if inplace else copy.deepcopy(model)
     _fold_children(target)
     return target.eval()
@@ -104,10 +104,10 @@ def freeze(model: nn.Module, example_input: torch.Tensor, *, check: bool = True,
     it needs no C++ compiler (``torch.compile`` does, on a CPU) and still gives the fused
     CPU kernels; lesson 07 exports with ``torch.export`` for deployment.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if not isinstance(example_input, torch.Tensor):
-        raise TypeError(f"example_input must be a torch.Tensor, got {type(example_input).__name__}")
+    check_type(model, "model", nn.Module)
+    check_tensor(example_input, "example_input")
+    check_bool(check, "check")
+    check_number(atol, "atol", low=0)
     eager = copy.deepcopy(model).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -151,8 +151,7 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     (glibc stops adapting its thresholds), so call it once, at the start of a process that
     serves or benchmarks a model.
     """
-    if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, int) or limit_bytes < 1 << 20:
-        raise ValueError(f"limit_bytes must be an int of at least 1 MiB (1048576), got {limit_bytes!r}")
+    check_int(limit_bytes, "limit_bytes", minimum=1 << 20)          # at least 1 MiB
     if not sys.platform.startswith("linux"):
         return False
     try:

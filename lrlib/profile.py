@@ -11,6 +11,8 @@ Introduced in notebook ``02_compression_vs_optimization``.
 * **Arithmetic intensity** ``I = FLOPs / bytes moved`` decides, with the machine's peak
   compute ``P`` and memory bandwidth ``B``, which one limits a layer: the roofline model
   (Williams, Waterman & Patterson 2009) bounds attainable performance by ``min(P, B·I)``.
+* **Layer inputs** (:func:`layer_inputs`) are what each layer receives on real data: the
+  calibration inputs of data-aware factorization (lessons 03, 05 and 08).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import io
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -26,13 +29,16 @@ from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._table import html_table, text_table
+from .validate import check_bool, check_int, check_number, check_type
 
 __all__ = [
+    "as_input_tuple",
     "count_params",
     "count_flops",
     "model_bytes",
     "LayerTable",
     "layer_table",
+    "layer_inputs",
     "arithmetic_intensity",
     "linear_intensity",
     "Roofline",
@@ -40,24 +46,55 @@ __all__ = [
 ]
 
 
-def _check_module(model) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+def as_input_tuple(example_input, name: str = "example_input") -> tuple:
+    """The positional arguments of one model call: ``(x,)`` for a tensor ``x``, or the
+    tensors of a tuple or list, as a tuple, so that every caller can run ``model(*inputs)``.
 
-
-def _inputs(example_input) -> tuple:
+    Raises TypeError for anything else (a number, a nested list of numbers, a tuple
+    holding something other than tensors) and ValueError for an empty tuple or list.
+    """
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
-    if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
+    if not all(isinstance(x, torch.Tensor) for x in inputs):
         raise TypeError(
-            "example_input must be a tensor or a tuple of tensors, got "
-            f"{type(example_input).__name__}"
+            f"{name} must be a tensor or a tuple of tensors, got {type(example_input).__name__}"
         )
+    if not inputs:
+        raise ValueError(f"{name} must hold at least one tensor, got {example_input!r}")
     return tuple(inputs)
+
+
+@contextmanager
+def _eval_mode(model):
+    """Run the block with ``model`` in eval mode; afterwards (also after an error) every
+    submodule gets back its own training flag. Frozen TorchScript modules have no flag:
+    there is nothing to switch."""
+    if not (isinstance(model, nn.Module) and hasattr(model, "training")):
+        yield
+        return
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+@contextmanager
+def _hooks(handles: list):
+    """Run the block, then remove every hook in ``handles`` (also after an error); hooks
+    registered inside the block are appended to ``handles`` there."""
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameters (each shared tensor counted once)."""
-    _check_module(model)
+    check_type(model, "model", nn.Module)
+    check_bool(trainable_only, "trainable_only")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -68,25 +105,18 @@ def count_flops(model, example_input) -> int:
     is ``2·b·C_out·H_out·W_out·(C_in/groups)·k_h·k_w``. Runs in inference mode with the
     model in eval mode, which is restored afterwards.
     """
-    inputs = _inputs(example_input)
-    # frozen TorchScript modules have no training flag: there is nothing to switch
-    switch = isinstance(model, nn.Module) and hasattr(model, "training")
-    was_training = switch and model.training
-    if switch:
-        model.eval()
-    try:
-        with FlopCounterMode(display=False) as counter, torch.inference_mode():
-            model(*inputs)
-    finally:
-        if switch:
-            model.train(was_training)
+    if not callable(model):
+        raise TypeError(f"model must be an nn.Module or callable, got {type(model).__name__}")
+    inputs = as_input_tuple(example_input)
+    with _eval_mode(model), FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(*inputs)
     return int(counter.get_total_flops())
 
 
 def model_bytes(model: nn.Module) -> int:
     """Size in bytes of the model's serialized ``state_dict`` (what ``torch.save`` writes):
     the size on disk or on the wire."""
-    _check_module(model)
+    check_type(model, "model", nn.Module)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
@@ -94,10 +124,8 @@ def model_bytes(model: nn.Module) -> int:
 
 def arithmetic_intensity(flops: float, bytes_moved: float) -> float:
     """``flops / bytes_moved``: FLOPs done per byte read or written."""
-    if not flops >= 0:
-        raise ValueError(f"flops must be >= 0, got {flops!r}")
-    if not bytes_moved > 0:
-        raise ValueError(f"bytes_moved must be positive, got {bytes_moved!r}")
+    check_number(flops, "flops", low=0)
+    check_number(bytes_moved, "bytes_moved", low=0, low_open=True)
     return flops / bytes_moved
 
 
@@ -111,8 +139,7 @@ def linear_intensity(batch: int, in_features: int, out_features: int, *,
     """
     for name, value in (("batch", batch), ("in_features", in_features),
                         ("out_features", out_features), ("bytes_per_element", bytes_per_element)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int(value, name, minimum=1)
     flops = 2 * batch * in_features * out_features
     elements = in_features * out_features + out_features + batch * in_features + batch * out_features
     return arithmetic_intensity(flops, bytes_per_element * elements)
@@ -151,26 +178,40 @@ def _leaf_modules(model: nn.Module) -> list:
             if name and not list(module.children())]
 
 
+def _profiled_modules(model: nn.Module, modules) -> list:
+    """``(name, module)`` to time: every leaf, or every submodule of the given types."""
+    if modules is None:
+        return _leaf_modules(model)
+    classes = modules if isinstance(modules, tuple) else (modules,)
+    if not classes or not all(isinstance(c, type) and issubclass(c, nn.Module) for c in classes):
+        raise TypeError(f"modules must be an nn.Module class or a tuple of them, got {modules!r}")
+    return [(name, module) for name, module in model.named_modules()
+            if name and isinstance(module, classes)]
+
+
 def layer_table(model: nn.Module, example_input, *, repeats: int = 20,
-                warmup: int = 3) -> LayerTable:
+                warmup: int = 3, modules=None) -> LayerTable:
     """Parameters, FLOPs and measured time of every leaf layer of ``model``.
 
     Time per layer is measured with forward hooks (a clock read before and after each
     leaf module) over ``repeats`` calls after ``warmup`` calls, and summarized by the
     median (one slow call does not distort it); ``share`` divides it by the median time
     of the whole forward call measured without hooks.
+
+    ``modules`` (an ``nn.Module`` class or a tuple of them) times every submodule of those
+    types instead of the leaves, e.g. ``(nn.Conv2d, nn.BatchNorm2d)`` for a model whose
+    convolutions are subclasses holding a padding module (not leaves). Do not name types
+    that contain each other: a module's time includes its children's.
     """
-    _check_module(model)
-    inputs = _inputs(example_input)
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-    leaves = _leaf_modules(model)
+    check_type(model, "model", nn.Module)
+    inputs = as_input_tuple(example_input)
+    check_int(repeats, "repeats", minimum=1)
+    check_int(warmup, "warmup", minimum=0)
+    leaves = _profiled_modules(model, modules)
     if not leaves:
         raise ValueError("model has no layers to profile")
 
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(*inputs)
         flop_counts = counter.get_flop_counts()
@@ -181,29 +222,24 @@ def layer_table(model: nn.Module, example_input, *, repeats: int = 20,
         # per call, the time each leaf layer took: spent[name][call]
         started, spent = {}, {name: [] for name, _ in leaves}
         handles = []
-        for name, module in leaves:
-            handles.append(module.register_forward_pre_hook(
-                lambda m, args, n=name: started.__setitem__(n, time.perf_counter_ns())))
-            handles.append(module.register_forward_hook(
-                lambda m, args, out, n=name: spent[n].append(time.perf_counter_ns() - started[n])))
-        try:
-            with torch.inference_mode():
-                for _ in range(warmup):
-                    model(*inputs)
-                for times in spent.values():
-                    times.clear()
-                for _ in range(repeats):
-                    model(*inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
+        with _hooks(handles), torch.inference_mode():
+            for name, module in leaves:
+                handles.append(module.register_forward_pre_hook(
+                    lambda m, args, n=name: started.__setitem__(n, time.perf_counter_ns())))
+                handles.append(module.register_forward_hook(
+                    lambda m, args, out, n=name:
+                        spent[n].append(time.perf_counter_ns() - started[n])))
+            for _ in range(warmup):
+                model(*inputs)
+            for times in spent.values():
+                times.clear()
+            for _ in range(repeats):
+                model(*inputs)
 
         with torch.inference_mode():
             timer = benchmark.Timer("model(*inputs)", globals={"model": model, "inputs": inputs},
                                     num_threads=torch.get_num_threads())
             total_ms = timer.blocked_autorange(min_run_time=0.2).median * 1e3
-    finally:
-        model.train(was_training)
 
     rows = []
     for name, module in leaves:
@@ -221,6 +257,84 @@ def layer_table(model: nn.Module, example_input, *, repeats: int = 20,
     return LayerTable(tuple(rows), total_ms)
 
 
+# --------------------------------------------------------------------------- layer inputs
+def _chosen_layers(model: nn.Module, names) -> list:
+    """``(name, module)`` for each of ``names``, or for every Linear and Conv2d."""
+    if names is None:
+        return [(name, module) for name, module in model.named_modules()
+                if isinstance(module, (nn.Linear, nn.Conv2d))]
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+        raise TypeError(f"names must be a list of submodule names, got {names!r}")
+    names = list(dict.fromkeys(names))          # in the given order, each name once
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise TypeError(f"names[{i}] must be a str, got {name!r} ({type(name).__name__})")
+    modules = {name: module for name, module in model.named_modules() if name}
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise ValueError(f"names holds {unknown}, which are not submodules of the model; "
+                         f"its submodules are {list(modules)}")
+    return [(name, modules[name]) for name in names]
+
+
+def _first_tensor(args: tuple, kwargs: dict):
+    """The first tensor among a call's positional, then keyword arguments (None if none)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+def layer_inputs(model: nn.Module, example_input, names=None) -> dict:
+    """What each layer of ``model`` receives: ``{name: input tensor}`` from one forward call.
+
+    Data-aware factorization (lessons 03, 05 and 08) minimises the error of a layer's
+    *outputs* ``‖W X − W' X‖`` on calibration inputs ``X`` rather than that of its weights
+    ``‖W − W'‖``; this collects those ``X``. ``model`` runs once on ``example_input`` (a
+    tensor or a tuple of tensors) in eval mode under ``torch.no_grad``, with a
+    forward pre-hook on each chosen submodule that keeps the first tensor argument of its
+    first call. A layer called several times per forward (a shared layer) keeps the input
+    of its first call.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Its train/eval mode is restored afterwards, and every hook is removed, also when
+        the model raises.
+    example_input : Tensor or tuple of Tensors
+    names : list of str, optional
+        Dotted submodule names, as ``model.named_modules()`` gives them. Default: every
+        ``nn.Linear`` and ``nn.Conv2d``.
+
+    Returns
+    -------
+    dict
+        In the order of ``names`` (default: the order of ``named_modules``); a layer that
+        did not run on ``example_input`` (or received no tensor) is left out. Each tensor
+        is detached and cloned, so a later in-place operation in the model cannot change
+        it. They are ordinary tensors (not inference-mode ones), so they can also go into a
+        computation that autograd tracks, such as training a replacement layer.
+    """
+    check_type(model, "model", nn.Module)
+    inputs = as_input_tuple(example_input)
+    chosen = _chosen_layers(model, names)
+    seen = {}
+
+    def keep_first(name):
+        def hook(module, args, kwargs):
+            tensor = _first_tensor(args, kwargs)
+            if name not in seen and tensor is not None:
+                seen[name] = tensor.detach().clone()
+        return hook
+
+    handles = []
+    with _hooks(handles), _eval_mode(model), torch.no_grad():
+        for name, module in chosen:
+            handles.append(module.register_forward_pre_hook(keep_first(name), with_kwargs=True))
+        model(*inputs)
+    return {name: seen[name] for name, _ in chosen if name in seen}
+
+
 # --------------------------------------------------------------------------- roofline
 @dataclass(frozen=True)
 class Roofline:
@@ -231,6 +345,12 @@ class Roofline:
     dtype: str
     threads: int
 
+    def __post_init__(self):
+        check_number(self.peak_gflops, "peak_gflops", low=0, low_open=True)
+        check_number(self.bandwidth_gbs, "bandwidth_gbs", low=0, low_open=True)
+        check_type(self.dtype, "dtype", str)
+        check_int(self.threads, "threads", minimum=1)
+
     @property
     def ridge_point(self) -> float:
         """Arithmetic intensity (FLOP/byte) where memory-bound turns into compute-bound."""
@@ -238,10 +358,12 @@ class Roofline:
 
     def attainable_gflops(self, intensity: float) -> float:
         """The roofline: ``min(peak, bandwidth × intensity)``."""
+        check_number(intensity, "intensity", low=0)
         return min(self.peak_gflops, self.bandwidth_gbs * intensity)
 
     def bound(self, intensity: float) -> str:
         """``"memory"`` or ``"compute"``: what limits a kernel of this intensity."""
+        check_number(intensity, "intensity", low=0)
         return "memory" if intensity < self.ridge_point else "compute"
 
 
@@ -258,9 +380,14 @@ def machine_roofline(*, matmul_size: int = 1024, copy_megabytes: int = 256,
     with ``torch.utils.benchmark.Timer`` and the *best* block is kept: a peak is what the
     machine can reach, and slower blocks only show interference from other work.
     """
-    for name, value in (("matmul_size", matmul_size), ("copy_megabytes", copy_megabytes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_int(matmul_size, "matmul_size", minimum=1)
+    check_int(copy_megabytes, "copy_megabytes", minimum=1)
+    check_type(dtype, "dtype", torch.dtype)
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    check_number(min_run_time, "min_run_time", low=0, low_open=True)
+    if threads is not None:
+        check_int(threads, "threads", minimum=1)
     saved = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

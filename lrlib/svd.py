@@ -21,6 +21,9 @@ import math
 
 import torch
 
+from .validate import (check_choice, check_finite, check_int, check_number, check_positive_ints,
+                       check_tensor)
+
 __all__ = [
     "truncated_svd",
     "randomized_svd",
@@ -33,21 +36,19 @@ __all__ = [
 
 
 def _check_matrix(W, name: str = "W") -> torch.Tensor:
-    if not isinstance(W, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(W).__name__}")
+    """``W`` if it is a finite, floating-point 2-D tensor."""
+    check_tensor(W, name)
     if W.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix, got shape {tuple(W.shape)}")
     if not W.is_floating_point():
         raise TypeError(f"{name} must have a floating-point dtype, got {W.dtype}")
-    if not bool(torch.isfinite(W).all()):
-        raise ValueError(f"{name} contains NaN or Inf values; a factorization needs finite weights")
-    return W
+    return check_finite(W, name)
 
 
 def check_rank(rank, shape, name: str = "rank") -> int:
-    """Raise unless ``rank`` is an int in ``1 … min(shape)``; return it."""
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        raise TypeError(f"{name} must be an int, got {rank!r} ({type(rank).__name__})")
+    """``rank`` if it is an int in ``1 … min(shape)``: a TypeError for another type, a
+    ValueError outside that range."""
+    check_int(rank, name)
     limit = min(shape)
     if not 1 <= rank <= limit:
         raise ValueError(f"{name} must be between 1 and min{tuple(shape)} = {limit}, got {rank}")
@@ -80,9 +81,10 @@ def randomized_svd(W: torch.Tensor, rank: int, *, oversamples: int = 10, n_iter:
     """
     W = _check_matrix(W)
     rank = check_rank(rank, W.shape)
-    for name, value in (("oversamples", oversamples), ("n_iter", n_iter)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    check_int(oversamples, "oversamples", minimum=0)
+    check_int(n_iter, "n_iter", minimum=0)
+    if seed is not None:
+        check_int(seed, "seed")
     m, n = W.shape
     width = min(rank + oversamples, m, n)
     generator = torch.Generator(device=W.device)
@@ -101,8 +103,11 @@ def randomized_svd(W: torch.Tensor, rank: int, *, oversamples: int = 10, n_iter:
 
 
 def _check_singular_values(S) -> torch.Tensor:
-    if not isinstance(S, torch.Tensor) or S.ndim != 1 or len(S) == 0:
-        raise ValueError("S must be a non-empty 1-D tensor of singular values")
+    """``S`` (detached) if it is a non-empty 1-D tensor."""
+    check_tensor(S, "S")
+    if S.ndim != 1 or len(S) == 0:
+        raise ValueError("S must be a non-empty 1-D tensor of singular values, got shape "
+                         f"{tuple(S.shape)}")
     return S.detach()
 
 
@@ -113,33 +118,22 @@ def eckart_young_error(S: torch.Tensor, rank: int, norm: str = "fro") -> float:
     ``r`` keeps every singular value). ``S`` must hold *all* singular values of the matrix.
     """
     S = _check_singular_values(S)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank <= len(S):
-        raise ValueError(f"rank must be an int between 0 and {len(S)}, got {rank!r}")
+    check_int(rank, "rank", minimum=0, maximum=len(S))
+    check_choice(norm, "norm", ("fro", "spectral"))
     if norm == "fro":
         return float(torch.sqrt(torch.sum(S[rank:].double() ** 2)))
-    if norm == "spectral":
-        return float(S[rank]) if rank < len(S) else 0.0
-    raise ValueError(f"norm must be 'fro' or 'spectral', got {norm!r}")
+    return float(S[rank]) if rank < len(S) else 0.0
 
 
 def rank_for_energy(S: torch.Tensor, energy: float) -> int:
     """The smallest rank whose singular values keep a fraction ``energy`` of
     ``Σ S_i²`` (the squared Frobenius norm): ``Σ_{i≤r} S_i² ≥ energy · Σ_i S_i²``."""
     S = _check_singular_values(S)
-    if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0 < energy <= 1:
-        raise ValueError(f"energy must be a number in (0, 1], got {energy!r}")
+    check_number(energy, "energy", low=0, high=1, low_open=True)
     squares = S.double() ** 2
     kept = torch.cumsum(squares, 0) / squares.sum()
     # the small tolerance keeps energy=1.0 from failing on rounding in the last digit
     return int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=kept.dtype))) + 1
-
-
-def _check_shape(shape) -> tuple:
-    shape = tuple(shape)
-    if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                                  for s in shape):
-        raise ValueError(f"shape must be two positive ints (m, n), got {shape!r}")
-    return shape
 
 
 def rank_for_params(shape, keep: float) -> int:
@@ -148,9 +142,8 @@ def rank_for_params(shape, keep: float) -> int:
 
     Raises ValueError when even rank 1 would need more than that.
     """
-    m, n = _check_shape(shape)
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
-        raise ValueError(f"keep must be a number in (0, 1], got {keep!r}")
+    m, n = check_positive_ints(shape, "shape", length=2)
+    check_number(keep, "keep", low=0, high=1, low_open=True)
     rank = min(math.floor(keep * m * n / (m + n)), m, n)
     if rank < 1:
         raise ValueError(
@@ -166,5 +159,5 @@ def break_even_rank(shape) -> int:
 
     0 means factorizing this matrix can never save anything.
     """
-    m, n = _check_shape(shape)
+    m, n = check_positive_ints(shape, "shape", length=2)
     return (m * n - 1) // (m + n)

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageSet
+from .validate import check_bool, check_choice, check_int, check_number, check_type
 
 __all__ = ["fit", "fine_tune", "recalibrate_batchnorm", "evaluate", "EvalResult", "progress_enabled", "SCHEDULES"]
 
@@ -40,7 +41,7 @@ def progress_enabled(progress=None) -> bool:
     """Whether to draw a progress bar: ``progress`` if given, else not under
     ``LRLIB_QUIET`` (other than ``"0"``) or ``CI``."""
     if progress is not None:
-        return bool(progress)
+        return check_bool(progress, "progress")
     quiet = os.environ.get("LRLIB_QUIET", "0") not in ("", "0")
     return not quiet and not os.environ.get("CI")
 
@@ -66,11 +67,6 @@ def _as_loader(data, batch_size: int, shuffle: bool, seed: int):
         "data must be an lrlib.data.ImageSet, an (inputs, labels) pair of tensors or a "
         f"torch DataLoader, got {type(data).__name__}"
     )
-
-
-def _check_model(model) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def _model_device(model: nn.Module, device):
@@ -121,14 +117,15 @@ def fit(
         One entry per epoch: ``{"epoch", "loss", "accuracy"}`` measured on the training
         batches as they were seen.
     """
-    _check_model(model)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    check_type(model, "model", nn.Module)
+    check_int(epochs, "epochs", minimum=1)
+    check_number(lr, "lr", low=0, low_open=True)
+    check_int(batch_size, "batch_size", minimum=1)
+    check_number(weight_decay, "weight_decay", low=0)
+    check_choice(schedule, "schedule", SCHEDULES)
+    check_int(seed, "seed")
+    if progress is not None:
+        check_bool(progress, "progress")
     loader = _as_loader(data, batch_size, shuffle=True, seed=seed)
     device = _model_device(model, device)
     torch.manual_seed(seed)
@@ -194,9 +191,8 @@ def recalibrate_batchnorm(model: nn.Module, data, *, batch_size: int = 250, devi
     (only its BatchNorm buffers); it is returned in eval mode. Only the inputs of
     ``data`` are used; the labels are ignored.
     """
-    _check_model(model)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_type(model, "model", nn.Module)
+    check_int(batch_size, "batch_size", minimum=1)
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         raise ValueError("model has no BatchNorm layer to recalibrate")
@@ -225,7 +221,10 @@ def evaluate(model: nn.Module, data, *, batch_size: int = 500, progress=None,
     The model is run in ``eval()`` mode (BatchNorm uses its running statistics, dropout is
     off) and put back in the mode it was in.
     """
-    _check_model(model)
+    check_type(model, "model", nn.Module)
+    check_int(batch_size, "batch_size", minimum=1)
+    if progress is not None:
+        check_bool(progress, "progress")
     loader = _as_loader(data, batch_size, shuffle=False, seed=0)
     device = _model_device(model, device)
     was_training = model.training

@@ -103,8 +103,15 @@ def check_type(value, name: str, types, what: str | None = None):
         if what is None:
             classes = types if isinstance(types, tuple) else (types,)
             what = " or ".join(_class_name(c) for c in classes)
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+        raise TypeError(f"{name} must be {what}, got {_shown(value)}")
     return value
+
+
+def _shown(value) -> str:
+    """A short description of a wrong value: its repr for plain values, else its type."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return f"{value!r} ({type(value).__name__})"
+    return type(value).__name__
 
 
 def _class_name(cls) -> str:
@@ -142,7 +149,7 @@ def check_positive_ints(values, name: str, *, length: int | None = None) -> tupl
         raise TypeError(f"{name} must be a sequence of positive ints, got {values!r}")
     values = tuple(values)
     if not values or (length is not None and len(values) != length):
-        count = "a non-empty" if length is None else f"{length}"
+        count = "a non-empty sequence of" if length is None else f"{length}"
         raise ValueError(f"{name} must be {count} positive ints, got {values!r}")
     for i, value in enumerate(values):
         check_int(value, f"{name}[{i}]", minimum=1)

@@ -10,6 +10,10 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+from torch import nn
+
+from .data import ImageSet
+from .validate import check_int, check_number, check_tensor, check_type
 
 __all__ = ["show_images", "predict", "image_explorer"]
 
@@ -32,14 +36,22 @@ def show_images(images, labels, class_names, *, predictions=None, ncols: int = 1
     -------
     matplotlib.figure.Figure
     """
+    check_tensor(images, "images")
+    check_tensor(labels, "labels")
+    check_type(class_names, "class_names", (list, tuple), "a list or tuple of str")
+    if predictions is not None:
+        check_tensor(predictions, "predictions")
+    check_int(ncols, "ncols", minimum=1)
+    check_number(size, "size", low=0, low_open=True)
     if images.ndim == 4:
         images = images[:, 0]
     if images.ndim != 3:
         raise ValueError(f"images must have shape (N, 1, H, W) or (N, H, W), got {tuple(images.shape)}")
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"got {len(images)} images and {len(labels)} labels; need the same, > 0")
-    if not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    if predictions is not None and len(predictions) != len(images):
+        raise ValueError(f"predictions must hold one class per image ({len(images)}), got "
+                         f"{len(predictions)}")
     ncols = min(ncols, len(images))
     nrows = math.ceil(len(images) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * 1.25 * nrows),
@@ -64,6 +76,8 @@ def show_images(images, labels, class_names, *, predictions=None, ncols: int = 1
 def predict(model, images) -> tuple:
     """Class probabilities of ``model`` for a batch: returns ``(predicted_class,
     probabilities)`` with shapes ``(N,)`` and ``(N, classes)``."""
+    check_type(model, "model", nn.Module)
+    check_tensor(images, "images")
     was_training = model.training
     model.eval()
     try:
@@ -98,11 +112,15 @@ def image_explorer(imageset, models: dict):
 
     ``models`` maps a display name to a model. Needs ipywidgets (in a notebook).
     """
+    check_type(imageset, "imageset", ImageSet, "an lrlib.data.ImageSet")
+    check_type(models, "models", dict, "a dict of name -> model")
+    if not models:
+        raise ValueError("models must name at least one model, got {}")
+    for name, model in models.items():
+        check_type(model, f"models[{name!r}]", nn.Module)
     import ipywidgets as widgets
     from IPython.display import display
 
-    if not models:
-        raise ValueError("models must name at least one model")
     output = widgets.Output()
     slider = widgets.IntSlider(value=0, min=0, max=len(imageset) - 1, description="image")
 

@@ -1,6 +1,7 @@
 """lrlib.bench: percentiles, latency measurement, throughput, comparison, simulation."""
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -52,20 +53,100 @@ class Sleeper(nn.Module):
         return x * self.scale
 
 
-def test_measure_latency_of_a_known_delay():
-    model = Sleeper(3.0)
-    result = bench.measure_latency(model, torch.zeros(4, 2), warmup=1, min_run_time=0.1)
-    # sleep never returns early; generous upper bound for a loaded machine
-    assert 3.0 <= result.median_ms < 30
-    assert 3.0 <= min(result.samples_ms)
-    assert result.p90_ms <= result.p95_ms <= result.p99_ms
-    assert result.p99_ms == pytest.approx(np.percentile(result.samples_ms, 99))
-    assert result.sample_median_ms == pytest.approx(np.median(result.samples_ms))
-    assert result.mean_ms == pytest.approx(np.mean(result.samples_ms))
-    assert result.n_samples == len(result.samples_ms) >= 20
-    assert result.batch_size == 4
-    assert result.items_per_second == pytest.approx(4 / (result.median_ms / 1e3))
-    assert "batch 4" in str(result)
+class Counting(nn.Module):
+    """A stand-in model that counts its calls; ``median_s`` is what FakeTimer reports for it."""
+
+    def __init__(self, median_s=0.0):
+        super().__init__()
+        self.calls, self.median_s = 0, median_s
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+class FakeClock:
+    """Stands in for ``time.perf_counter_ns``: bench reads it twice around each call it
+    times one by one, and the n-th pair of reads is ``durations_ms[n]`` apart."""
+
+    def __init__(self, durations_ms):
+        self.durations_ns = [round(ms * 1e6) for ms in durations_ms]
+        self.reads, self.now = 0, 1_000_000_000
+
+    def __call__(self):
+        if self.reads % 2:                                  # the read after a call
+            assert self.reads // 2 < len(self.durations_ns), "more calls timed than scripted"
+            self.now += self.durations_ns[self.reads // 2]
+        self.reads += 1
+        return self.now
+
+
+class FakeTimer:
+    """Stands in for ``torch.utils.benchmark.Timer``: runs nothing, records how it was
+    built and how often the model had been called by then, and reports the model's
+    ``median_s`` as the median."""
+
+    def __init__(self, stmt, globals, num_threads):
+        self.stmt, self.globals, self.num_threads = stmt, globals, num_threads
+        self.model_calls_before = globals["model"].calls
+        self.built.append(self)
+
+    def blocked_autorange(self, min_run_time):
+        return SimpleNamespace(median=self.globals["model"].median_s)
+
+
+@pytest.fixture
+def scripted_timing(monkeypatch):
+    """Replace both clocks of measure_latency; returns a function that installs a
+    FakeClock with the given per-call durations and gives back the FakeTimers built."""
+    built = []
+    monkeypatch.setattr(bench, "benchmark", SimpleNamespace(
+        Timer=type("Timer", (FakeTimer,), {"built": built})))
+
+    def install(durations_ms):
+        monkeypatch.setattr(time, "perf_counter_ns", FakeClock(durations_ms))
+        return built
+    return install
+
+
+# exactly min_samples calls are timed one by one when min_run_time is this short
+INSTANT = dict(min_run_time=1e-9, min_samples=5)
+
+
+def test_statistics_come_from_the_warmed_up_samples_it_returns(scripted_timing):
+    timers = scripted_timing([1.0, 2.0, 3.0, 4.0, 10.0])
+    model = Counting(median_s=0.0042)
+    result = bench.measure_latency(model, torch.zeros(4, 2), warmup=7, **INSTANT)
+    # the 7 warm-up calls ran before anything was timed, and none of them was timed
+    (timer,) = timers
+    assert timer.model_calls_before == 7
+    assert timer.stmt == "model(*inputs)" and timer.num_threads == result.threads
+    assert model.calls == 7 + 5
+    # the median is the Timer's; every other statistic comes from the 5 returned samples
+    assert result.samples_ms == (1.0, 2.0, 3.0, 4.0, 10.0) and result.n_samples == 5
+    assert result.median_ms == pytest.approx(4.2)
+    assert result.sample_median_ms == 3.0 and result.mean_ms == 4.0
+    assert result.p90_ms == pytest.approx(7.6)       # position 3.6: 4 + 0.6 · (10 - 4)
+    assert result.p95_ms == pytest.approx(8.8)
+    assert result.p99_ms == pytest.approx(9.76)
+    assert result.iqr_ms == pytest.approx(4.0 - 2.0)
+    assert result.batch_size == 4 and result.device == "cpu"
+    assert result.items_per_second == pytest.approx(4 / 0.0042)
+    assert str(result).startswith("batch 4: median 4.200 ms, p95 8.800 ms, p99 9.760 ms (5 calls")
+
+
+def test_a_real_measurement_reports_the_statistics_of_its_own_samples():
+    model = Sleeper(0.0)
+    result = bench.measure_latency(model, torch.zeros(3, 2), warmup=1, min_run_time=0.02,
+                                   min_samples=20)
+    samples = np.asarray(result.samples_ms)
+    assert result.n_samples == len(samples) >= 20
+    assert result.p99_ms == pytest.approx(np.percentile(samples, 99))
+    assert result.p90_ms == pytest.approx(np.percentile(samples, 90))
+    assert result.sample_median_ms == pytest.approx(np.median(samples))
+    assert result.mean_ms == pytest.approx(samples.mean())
+    assert result.iqr_ms == pytest.approx(np.percentile(samples, 75) - np.percentile(samples, 25))
+    assert result.items_per_second == pytest.approx(3 / (result.median_ms / 1e3))
 
 
 def test_measure_latency_runs_in_eval_and_inference_mode_and_restores_state():
@@ -102,14 +183,16 @@ def test_model_error_is_reraised_with_the_batch_size():
         bench.measure_latency(broken, torch.zeros(7, 3), **FAST)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(warmup=0), "warmup must be a positive int"),
-    (dict(min_run_time=0), "min_run_time must be a positive number"),
-    (dict(min_run_time=-1.0), "min_run_time"),
-    (dict(threads=0), "threads must be a positive int"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(warmup=0), ValueError, "warmup must be a positive int, got 0"),
+    (dict(min_run_time=0), ValueError, "min_run_time must be a number > 0, got 0"),
+    (dict(min_run_time=-1.0), ValueError, "min_run_time"),
+    (dict(threads=0), ValueError, "threads must be a positive int, got 0"),
+    (dict(warmup=2.0), TypeError, r"warmup must be a positive int, got 2.0 \(float\)"),
+    (dict(min_samples=True), TypeError, "min_samples must be a positive int, got True"),
 ])
-def test_bad_measurement_settings(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_measurement_settings(kwargs, error, match):
+    with pytest.raises(error, match=match):
         bench.measure_latency(nn.Linear(2, 2), torch.zeros(1, 2), **kwargs)
 
 
@@ -121,17 +204,23 @@ def test_bad_model_or_input_types():
 
 
 # --------------------------------------------------------------------------- throughput
-def test_throughput_curve_points_in_order():
-    model = nn.Linear(16, 16)
-    curve = bench.throughput_curve(model, lambda b: torch.zeros(b, 16), [1, 4, 16], **FAST)
+def test_throughput_curve_points_in_order(scripted_timing):
+    timers = scripted_timing([2.0, 1.0, 3.0] * 3)      # one-by-one calls, per batch size
+    model = Counting(median_s=0.002)
+    curve = bench.throughput_curve(model, lambda b: torch.zeros(b, 16), [1, 4, 16],
+                                   warmup=1, min_run_time=1e-9, min_samples=3)
     assert [p.batch_size for p in curve] == [1, 4, 16]
-    for point in curve:
-        assert point.items_per_second == pytest.approx(point.batch_size / (point.median_ms / 1e3))
+    assert [p.median_ms for p in curve] == pytest.approx([2.0, 2.0, 2.0])
+    assert [p.p95_ms for p in curve] == pytest.approx([2.9, 2.9, 2.9])  # of samples 1, 2, 3
+    assert [p.items_per_second for p in curve] == pytest.approx([500, 2000, 8000])
+    assert [t.globals["inputs"][0].shape[0] for t in timers] == [1, 4, 16]
 
 
 @pytest.mark.parametrize("sizes, error, match", [
-    ([], ValueError, "must not be empty"), ([1, 0], ValueError, "positive int, got 0"),
-    ([2.5], ValueError, "got 2.5"), (5, TypeError, "list of positive ints")])
+    ([], ValueError, "batch_sizes must be a non-empty"),
+    ([1, 0], ValueError, r"batch_sizes\[1\] must be a positive int, got 0"),
+    ([2.5], TypeError, r"batch_sizes\[0\] must be a positive int, got 2.5"),
+    (5, TypeError, "batch_sizes must be a sequence of positive ints, got 5")])
 def test_throughput_curve_rejects_bad_batch_sizes(sizes, error, match):
     with pytest.raises(error, match=match):
         bench.throughput_curve(nn.Linear(2, 2), lambda b: torch.zeros(b, 2), sizes)
@@ -155,24 +244,45 @@ def test_best_batch_size():
     assert bench.best_batch_size(curve, 9).batch_size == 8
     assert bench.best_batch_size(curve, 4).batch_size == 8  # equal to the budget is within
     assert bench.best_batch_size(curve, 1) is None
-    with pytest.raises(ValueError, match="p95_budget_ms"):
+    with pytest.raises(ValueError, match="p95_budget_ms must be a number > 0, got 0"):
         bench.best_batch_size(curve, 0)
+    with pytest.raises(TypeError, match=r"curve\[1\] must be a ThroughputPoint, got tuple"):
+        bench.best_batch_size([curve[0], (8, 3, 4, 2667)], 10)
 
 
-def test_compare_table():
-    small, big = nn.Linear(8, 8), nn.Linear(8, 512)
-    table = bench.compare({"small": small, "big": big}, torch.zeros(2, 8), **FAST)
+class CountingLinear(nn.Linear):
+    """An nn.Linear that counts its calls; ``median_s`` is what FakeTimer reports for it."""
+
+    def __init__(self, n_in, n_out, median_s):
+        super().__init__(n_in, n_out)
+        self.calls, self.median_s = 0, median_s
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+def test_compare_table(scripted_timing):
+    scripted_timing([1.0] * 3 + [5.0] * 3)             # one-by-one calls: small, then big
+    small, big = CountingLinear(8, 8, 0.001), CountingLinear(8, 512, 0.004)
+    table = bench.compare({"small": small, "big": big}, torch.zeros(2, 8), warmup=1,
+                          min_run_time=1e-9, min_samples=3)
     first, second = table.rows
-    assert first["speedup"] == 1.0
-    assert second["speedup"] == pytest.approx(first["median_ms"] / second["median_ms"])
+    assert [row["name"] for row in table.rows] == ["small", "big"]
+    assert [row["median_ms"] for row in table.rows] == pytest.approx([1.0, 4.0])
+    assert [row["p95_ms"] for row in table.rows] == pytest.approx([1.0, 5.0])
+    assert [row["speedup"] for row in table.rows] == pytest.approx([1.0, 0.25])
     assert first["params"] == 72 and second["params"] == 8 * 512 + 512
     assert first["flops"] == 2 * 2 * 8 * 8 and second["flops"] == 2 * 2 * 8 * 512
     text = str(table)
     assert text.splitlines()[0].split() == ["model", "median", "ms", "p95", "ms", "speedup",
                                             "params", "MFLOPs"]
+    assert text.splitlines()[-1].split() == ["big", "4.000", "5.000", "0.25×", "4,608", "0.0"]
     assert "small" in text and "<table>" in table._repr_html_()
     with pytest.raises(ValueError, match="non-empty dict"):
         bench.compare({}, torch.zeros(1, 8))
+    with pytest.raises(TypeError, match="models must be a dict of name -> model, got list"):
+        bench.compare([small], torch.zeros(1, 8))
 
 
 # --------------------------------------------------------------------------- simulation
@@ -234,10 +344,12 @@ def test_service_times_from_a_dict_or_a_curve():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(arrival_rate=0), ValueError, "arrival_rate must be a positive number"),
+    (dict(arrival_rate=0), ValueError, "arrival_rate must be a number > 0, got 0"),
     (dict(max_batch=0), ValueError, "max_batch must be a positive int"),
     (dict(max_wait_ms=-1), ValueError, "max_wait_ms must be a number >= 0"),
     (dict(n_requests=0), ValueError, "n_requests"),
+    (dict(max_batch=2.0), TypeError, "max_batch must be a positive int, got 2.0"),
+    (dict(arrival_rate="10"), TypeError, "arrival_rate must be a number > 0, got '10'"),
     (dict(service_ms="fast"), TypeError, "service_ms must be"),
     (dict(service_ms=lambda k: 0.0), ValueError, "must be positive"),
 ])

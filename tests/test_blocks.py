@@ -44,10 +44,14 @@ def test_conv1x1_as_matmul_without_bias_and_bad_shapes():
         blocks.conv1x1_as_matmul(x, _randn(6, 5))
     with pytest.raises(ValueError, match=r"weight must have shape.*got \(6, 4, 3, 3\)"):
         blocks.conv1x1_as_matmul(x, _randn(6, 4, 3, 3))
-    with pytest.raises(ValueError, match="x must be a 4-d tensor"):
+    with pytest.raises(ValueError, match=r"x must be a 4-d tensor .*got shape \(4, 3\)"):
         blocks.conv1x1_as_matmul(_randn(4, 3), W)
-    with pytest.raises(TypeError, match="weight must be a tensor"):
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        blocks.conv1x1_as_matmul([[1.0] * 4], W)
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor, got list"):
         blocks.conv1x1_as_matmul(x, [[1.0] * 4] * 6)
+    with pytest.raises(ValueError, match=r"bias must have shape \(6,\).*got \(4,\)"):
+        blocks.conv1x1_as_matmul(x, W, _randn(4))
 
 
 # --------------------------------------------------------------------------- Fire
@@ -97,8 +101,8 @@ def test_squeezenets_fire2_has_the_published_parameter_count():
     ((16, 4, 8, 0), ValueError, r"expand3x3 must be a positive int, got 0"),
     ((16, 16, 8, 8), ValueError, r"squeeze must be smaller than in_channels=16.*got squeeze=16"),
     ((16, 20, 8, 8), ValueError, r"squeeze must be smaller than in_channels=16.*got squeeze=20"),
-    ((16.0, 4, 8, 8), TypeError, r"in_channels must be an int, got 16.0"),
-    ((16, 4, True, 8), TypeError, r"expand1x1 must be an int, got True"),
+    ((16.0, 4, 8, 8), TypeError, r"in_channels must be a positive int, got 16.0 \(float\)"),
+    ((16, 4, True, 8), TypeError, r"expand1x1 must be a positive int, got True \(bool\)"),
 ])
 def test_fire_bad_arguments(args, error, message):
     with pytest.raises(error, match=message):
@@ -191,10 +195,17 @@ def test_from_conv_is_the_best_separable_approximation():
     # Eckart–Young for each slice: what is left is every singular value but the first
     S = torch.linalg.svdvals(K.permute(1, 0, 2, 3).reshape(4, 6, 9))
     assert error.item() == pytest.approx((S[:, 1:] ** 2).sum().item())
-    # no random separable kernel is closer
-    for seed in range(5):
-        other = blocks.DepthwiseSeparableConv2d(4, 6, 3, padding=1).double()
-        assert torch.linalg.vector_norm(other.to_dense().weight - K) ** 2 >= error
+    # every separable kernel near it is farther from K: nudge the depthwise and pointwise
+    # factors (a wrong from_conv, e.g. another singular pair, loses to these)
+    g = torch.Generator().manual_seed(3)
+    for eps in (1e-2, 1e-4):
+        for part in ("depthwise", "pointwise", "both"):
+            other = blocks.DepthwiseSeparableConv2d.from_conv(conv)
+            with torch.no_grad():
+                for name in (("depthwise", "pointwise") if part == "both" else (part,)):
+                    weight = getattr(other, name).weight
+                    weight.add_(eps * torch.randn(weight.shape, generator=g, dtype=weight.dtype))
+            assert torch.linalg.vector_norm(other.to_dense().weight - K) ** 2 > error
     torch.testing.assert_close(block.pointwise.bias, conv.bias)
     assert conv.weight.detach().equal(K)  # the caller's layer is unchanged
 
@@ -220,8 +231,8 @@ def test_from_conv_refuses_what_it_cannot_factorize():
     (dict(in_channels=4, out_channels=-4, kernel_size=3), ValueError, "out_channels must be a positive int, got -4"),
     (dict(in_channels=4, out_channels=4, kernel_size=0), ValueError, "kernel_size must be a positive int, got 0"),
     (dict(in_channels=4, out_channels=4, kernel_size=3, stride=0), ValueError, "stride must be a positive int, got 0"),
-    (dict(in_channels=4, out_channels=4, kernel_size=3, padding=-1), ValueError, "padding must be an int >= 0, got -1"),
-    (dict(in_channels=4, out_channels=4, kernel_size=(3, 3)), TypeError, r"kernel_size must be an int, got \(3, 3\)"),
+    (dict(in_channels=4, out_channels=4, kernel_size=3, padding=-1), ValueError, "padding must be a non-negative int, got -1"),
+    (dict(in_channels=4, out_channels=4, kernel_size=(3, 3)), TypeError, r"kernel_size must be a positive int, got \(3, 3\)"),
     (dict(in_channels=4, out_channels=4, kernel_size=3, bias=1), TypeError, "bias must be True or False, got 1"),
 ])
 def test_separable_bad_arguments(kwargs, error, message):
@@ -234,8 +245,10 @@ def test_separable_formula_functions_check_their_arguments():
         blocks.separable_flops(4, 4, 5, 2, 8, padding=1)
     with pytest.raises(ValueError, match="out_channels must be a positive int, got 0"):
         blocks.separable_cost_ratio(0, 3)
-    with pytest.raises(TypeError, match="kernel_size must be an int"):
+    with pytest.raises(TypeError, match="kernel_size must be a positive int, got 2.5"):
         blocks.separable_params(4, 4, 2.5)
+    with pytest.raises(TypeError, match="bias must be True or False, got 'no'"):
+        blocks.separable_params(4, 4, 3, bias="no")
 
 
 # --------------------------------------------------------------------------- bottleneck
@@ -283,7 +296,7 @@ def test_bottleneck_residual_adds_the_input():
     ((8, 4, 16), {"residual": True}, ValueError, "residual=True needs in_channels == out_channels"),
     ((8, 4, 8), {"residual": True, "stride": 2}, ValueError, "stride=2"),
     ((8, 4, 8), {"residual": "yes"}, TypeError, "residual must be True or False"),
-    ((8, "4", 8), {}, TypeError, "mid_channels must be an int, got '4'"),
+    ((8, "4", 8), {}, TypeError, "mid_channels must be a positive int, got '4'"),
 ])
 def test_bottleneck_bad_arguments(args, kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -362,7 +375,7 @@ def test_variants_differ_only_in_stages_2_to_4():
 
 
 def test_variant_errors_name_the_allowed_values_and_the_rebuild_command(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"one of \['baseline', 'one_by_one', 'fire', 'separable'\], got 'vgg'"):
+    with pytest.raises(ValueError, match=r"one of \('baseline', 'one_by_one', 'fire', 'separable'\), got 'vgg'"):
         models.load_variant("vgg")
     with pytest.raises(ValueError, match="got 'vgg'"):
         models.variant_info("vgg")

@@ -295,7 +295,7 @@ def test_exercise_3_3(capsys):
 
 def split_reference(linear, rank):
     layer = LowRankLinear.from_linear(linear, rank)
-    return nn.Sequential(layer.first, layer.second)
+    return nn.Sequential(layer.first, layer.last)
 
 
 def test_exercise_3_4(capsys):

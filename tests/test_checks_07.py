@@ -4,7 +4,8 @@ on the typical wrong ones (the message names the case, the expected value and a 
 import pytest
 import torch
 
-from lrlib import checks, compress
+from lrlib import checks, sensitivity
+from lrlib.checks import nb07_capstone
 from checker_asserts import fails_with, stub
 
 
@@ -35,7 +36,7 @@ def test_exercise_7_1_passes_the_reference_and_a_tensor_answer(capsys):
 
 
 def test_exercise_7_1_cases_are_the_documented_ones():
-    cases = checks._agreement_cases()
+    cases = nb07_capstone.agreement_cases()
     expected = [0.6, 1.0, 4 / 6, 1.0, 0.0]
     for (case, a, b), value in zip(cases, expected):
         assert a.shape[0] != a.shape[1], case
@@ -73,13 +74,13 @@ def choose_reference(rows, max_drop):
 
 def test_exercise_7_2_passes_the_reference_and_lrlib(capsys):
     checks.exercise_7_2(choose_reference)
-    checks.exercise_7_2(lambda rows, max_drop: compress.SensitivityScan(0.0, rows).choose(max_drop))
+    checks.exercise_7_2(lambda rows, max_drop: sensitivity.SensitivityScan(0.0, rows).choose(max_drop))
     assert capsys.readouterr().out.count("✓ Exercise 7.2") == 2
 
 
 def test_exercise_7_2_cases_cover_what_the_message_says():
-    cases = checks._scan_cases()
-    results = [compress.SensitivityScan(0.9, rows).choose(max_drop) for _, rows, max_drop in cases]
+    cases = nb07_capstone.scan_cases()
+    results = [sensitivity.SensitivityScan(0.9, rows).choose(max_drop) for _, rows, max_drop in cases]
     assert results[0] == {"conv2": 0.25, "conv3": 0.1}
     assert results[1] == {"conv4": 0.1, "conv2": 0.1}        # drop == max_drop is allowed
     assert results[2] == {"conv3": 0.25}                     # conv2 left out

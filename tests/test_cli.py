@@ -63,6 +63,10 @@ def test_compress_fine_tunes_the_cnn_and_folds_batchnorm(tmp_path, capsys):
                      "--output", str(output)]) == 0
     record = json.loads((output / "model.json").read_text())
     assert record["batchnorm_folded"] and set(record["layers"]) == {"conv2", "conv3", "conv4"}
+    printed = capsys.readouterr().out          # the library's default scope, with its reasons
+    assert "kept dense by default: first conv, 1 input channel(s)" in printed
+    assert "kept dense by default: output layer (10 outputs)" in printed
+    assert "warning: the model has 4 BatchNorm layer(s)" in printed
     assert all(entry["method"] == "cp-fused" for entry in record["layers"].values())
     assert list(record["accuracy"]) == ["original", "factorized", "BN recalibrated", "fine-tuned"]
     model = deploy.load_compressed(output)
@@ -108,3 +112,12 @@ def test_help_on_each_command(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(command + ["--help"])
     assert exit_info.value.code == 0 and "usage: lrlib" in capsys.readouterr().out
+
+
+def test_include_names_a_layer_of_the_default_scope(tmp_path):
+    output = tmp_path / "mlp"
+    assert cli.main(["compress", "--model", "mlp", "--target-speedup", "2", "--fine-tune-epochs", "0",
+                     "--include", "fc2", "fc3", "--batch-sizes", "1", "--seconds", "0.02",
+                     "--test-images", "50", "--output", str(output)]) == 0
+    record = json.loads((output / "model.json").read_text())
+    assert set(record["layers"]) == {"fc2", "fc3"}

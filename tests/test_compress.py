@@ -34,7 +34,7 @@ def test_inplace_changes_the_model():
 
 
 def test_report_rows_and_layers_that_stay_dense(mlp):
-    compressed, report = compress.compress(mlp, rank=64)
+    compressed, report = compress.compress(mlp, rank=64, include=["fc1", "fc2", "fc3"])
     rows = {row["layer"]: row for row in report.rows}
     assert rows["fc1"]["rank"] == 64 and rows["fc1"]["shape"] == (1024, 784)
     assert rows["fc1"]["params_after"] == 64 * (784 + 1024) + 1024
@@ -52,7 +52,7 @@ def test_report_rows_and_layers_that_stay_dense(mlp):
 
 def test_rank_above_break_even_is_left_dense():
     model = nn.Sequential(nn.Linear(100, 100))
-    _, report = compress.compress(model, rank=60)
+    _, report = compress.compress(model, rank=60, include=["0"])
     assert report.rows[0]["rank"] is None
     assert report.rows[0]["note"] == "rank 60 > break-even 49: no saving"
 
@@ -151,7 +151,7 @@ def _small_cnn():
 def test_auto_uses_tucker2_for_kxk_svd_for_1x1_and_linear():
     model = _small_cnn()
     before = _state(model)
-    compressed, report = compress.compress(model, rank=0.5)
+    compressed, report = compress.compress(model, rank=0.5, include=["0", "2", "4", "8"])
     assert isinstance(compressed[0], Tucker2Conv2d) and isinstance(compressed[2], SVDConv2d)
     assert isinstance(compressed[4], Tucker2Conv2d) and isinstance(compressed[8], LowRankLinear)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -272,3 +272,100 @@ def test_n_iter_max_reaches_the_iterative_methods_only(cnn):
     assert svd_rows.rows[0]["relative_error"] == svd_plain.rows[0]["relative_error"]
     with pytest.raises(ValueError, match="n_iter_max must be a positive int, got 0"):
         compress.compress(cnn, rank=24, n_iter_max=0)
+
+
+# --------------------------------------------------------------------------- safe defaults (issue 19)
+def test_default_scope_names_the_output_layer_and_a_first_conv_on_few_channels(cnn, mlp):
+    assert set(compress.default_scope(cnn)) == {"conv1", "fc"}
+    assert "first conv, 1 input channel(s)" in compress.default_scope(cnn)["conv1"]
+    assert "output layer (10 outputs)" in compress.default_scope(cnn)["fc"]
+    assert set(compress.default_scope(mlp)) == {"fc3"}
+    wide_first = nn.Sequential(nn.Conv2d(16, 32, 3), nn.Conv2d(32, 8, 1))
+    assert set(compress.default_scope(wide_first)) == {"1"}
+    assert compress.default_scope(nn.Sequential(nn.ReLU())) == {}
+
+
+def test_the_default_scope_stays_dense_with_its_reason_unless_named_exactly(cnn):
+    _, report = compress.compress(cnn, rank=0.5)
+    rows = {row["layer"]: row for row in report.rows}
+    assert rows["conv1"]["rank"] is None and rows["fc"]["rank"] is None
+    assert rows["fc"]["note"] == compress.default_scope(cnn)["fc"]
+    assert all(rows[name]["rank"] is not None for name in ("conv2", "conv3", "conv4"))
+    # a pattern does not override the default scope; an exact name, or a rank dict key, does
+    _, by_pattern = compress.compress(cnn, rank=0.5, include=["conv*", "fc"])
+    assert {r["layer"]: r["rank"] is None for r in by_pattern.rows} == {
+        "conv1": True, "conv2": False, "conv3": False, "conv4": False, "fc": False}
+    named, by_name = compress.compress(cnn, rank={"fc": 0.5})
+    assert isinstance(named.fc, LowRankLinear) and by_name.rows[0]["rank"] == 4
+
+
+def test_explicit_include_of_the_classifier_factorizes_it_and_warns(cnn):
+    from lrlib import data
+
+    images = data.fashion_mnist("train").images[:64]
+    compressed, report = compress.compress(optimize_free(cnn), rank=0.5, include=["fc"],
+                                           example_input=images)
+    assert isinstance(compressed.fc, LowRankLinear) and compressed.fc.rank == 4
+    (row,) = report.rows
+    dense_out, low_out = cnn.fc(cnn_features(cnn, images)), compressed.fc(cnn_features(cnn, images))
+    assert row["output_error"] == pytest.approx(tensor.relative_error(low_out, dense_out), rel=1e-5)
+    assert report.warnings == [
+        f"fc: its outputs on example_input are off by {row['output_error']:.2f} (relative): accuracy "
+        "is at risk; raise its rank, fine-tune, or leave it dense",
+        "fc: the output layer now has rank 4, fewer than its 10 outputs (classes): it can no longer "
+        "score them independently"]
+    assert str(report).endswith("\n".join(f"warning: {w}" for w in report.warnings))
+    assert report._repr_html_().count("<b>warning:</b>") == 2
+
+
+def optimize_free(model):
+    """``model`` with BatchNorm folded, so that only the warnings under test appear."""
+    from lrlib import optimize
+
+    return optimize.fold_batchnorms(model)
+
+
+def cnn_features(model, images):
+    """The input of the reference CNN's classifier."""
+    from lrlib import profile
+
+    return profile.layer_inputs(model, images, ["fc"])["fc"]
+
+
+def test_warnings_appear_exactly_when_they_should(cnn, mlp):
+    from lrlib import data
+
+    images = data.fashion_mnist("train").images[:64]
+    batchnorm = ("the model has 4 BatchNorm layer(s) whose running statistics were measured for "
+                 "the dense layers: re-estimate them with lrlib.train.recalibrate_batchnorm(model, "
+                 "data) on a few thousand training images before evaluating or fine-tuning")
+    assert compress.compress(mlp, rank=0.25, example_input=images)[1].warnings == []   # no BatchNorm
+    assert compress.compress(cnn, rank=0.5, example_input=images)[1].warnings == [batchnorm]
+    assert compress.compress(optimize_free(cnn), rank=0.5, example_input=images)[1].warnings == []
+    # nothing factorized: nothing is stale
+    assert compress.compress(cnn, rank={"conv2": 10_000})[1].warnings == []
+    # the first conv, named: its outputs are far off (0.89 measured), its weights too
+    _, first = compress.compress(optimize_free(cnn), rank=0.5, include=["conv1"], example_input=images)
+    assert first.rows[0]["output_error"] > 0.8
+    assert first.warnings[0].startswith("conv1: its outputs on example_input are off by")
+    _, blind = compress.compress(optimize_free(cnn), rank=0.25, include=["conv1", "conv4"])
+    assert blind.rows[0]["relative_error"] > compress.WEIGHT_ERROR_WARNING > blind.rows[1]["relative_error"]
+    assert blind.warnings == [f"conv1: its weights are off by {blind.rows[0]['relative_error']:.2f} "
+                              "(relative): accuracy may be at risk; pass example_input= to see the "
+                              "error of its outputs, a better sign"]
+
+
+@pytest.mark.parametrize("keep, cnn_bound", [(0.5, 0.03), (0.25, 0.05)])
+def test_library_defaults_lose_no_more_than_the_command_lines_did(cnn, mlp, keep, cnn_bound):
+    """Before the default scope, compress() factorized the classifier and lost 70–80 points;
+    the command line excluded the first conv and the classifier. Same seed, same data."""
+    from lrlib import data, train
+
+    test = data.fashion_mnist("test")
+    for model, command_line_exclude, bound in ((cnn, ["conv1", "fc"], cnn_bound), (mlp, ["fc3"], 0.01)):
+        dense = train.evaluate(model, test).accuracy
+        by_default = train.evaluate(compress.compress(model, rank=keep)[0], test).accuracy
+        as_before = train.evaluate(compress.compress(model, rank=keep, exclude=command_line_exclude)[0],
+                                   test).accuracy
+        assert by_default >= as_before
+        assert dense - by_default <= bound

@@ -74,15 +74,17 @@ def test_loader_batches_and_seeded_shuffle(test):
     assert not torch.equal(first[0], other[0])
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, "32", True])
-def test_loader_rejects_bad_batch_size(test, bad):
-    with pytest.raises(ValueError, match="batch_size"):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError),
+                                        ("32", TypeError), (True, TypeError)])
+def test_loader_rejects_bad_batch_size(test, bad, error):
+    with pytest.raises(error, match=f"batch_size must be a positive int, got {bad!r}"):
         test.loader(bad)
 
 
-@pytest.mark.parametrize("bad", ["valid", "Train", "", None])
-def test_wrong_split_lists_the_allowed_ones(bad):
-    with pytest.raises(ValueError, match=r"split must be one of \('train', 'test'\)"):
+@pytest.mark.parametrize("bad, error", [("valid", ValueError), ("Train", ValueError),
+                                        ("", ValueError), (None, TypeError)])
+def test_wrong_split_lists_the_allowed_ones(bad, error):
+    with pytest.raises(error, match=r"split must be one of \('train', 'test'\), got " + repr(bad)):
         data.fashion_mnist(bad)
 
 
@@ -160,10 +162,24 @@ def test_synthetic_input_is_seeded_and_shaped():
     assert abs(float(data.synthetic_input((100_000,)).std()) - 1.0) < 0.02
 
 
-@pytest.mark.parametrize("bad", [(), (0, 3), (-1,), (2.0, 3), "abc"])
-def test_synthetic_input_rejects_bad_shapes(bad):
-    with pytest.raises(ValueError, match="shape"):
+@pytest.mark.parametrize("bad, error, match", [
+    ((), ValueError, r"shape must be a non-empty .*got \(\)"),
+    ((0, 3), ValueError, r"shape\[0\] must be a positive int, got 0"),
+    ((-1,), ValueError, r"shape\[0\] must be a positive int, got -1"),
+    ((2.0, 3), TypeError, r"shape\[0\] must be a positive int, got 2.0"),
+    ("abc", TypeError, "shape must be a sequence of positive ints, got 'abc'"),
+    (True, TypeError, "shape must be a sequence of positive ints, got True"),
+])
+def test_synthetic_input_rejects_bad_shapes(bad, error, match):
+    with pytest.raises(error, match=match):
         data.synthetic_input(bad)
+
+
+def test_synthetic_input_rejects_bad_dtypes():
+    with pytest.raises(ValueError, match="dtype must be a floating-point torch.dtype, got torch.int64"):
+        data.synthetic_input((2,), dtype=torch.int64)
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype, got 'float32'"):
+        data.synthetic_input((2,), dtype="float32")
 
 
 def test_make_dataset_tool_rebuilds_the_shipped_subset(tmp_path):

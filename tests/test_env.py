@@ -1,8 +1,11 @@
 """lrlib.env: the environment report."""
 
 import io
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import lrlib
@@ -17,8 +20,23 @@ def test_environment_reports_the_real_versions_and_threads():
     assert facts["torch_threads"] == torch.get_num_threads()
     assert facts["cuda_available"] == torch.cuda.is_available()
     assert len(facts["cuda_devices"]) == (torch.cuda.device_count() if facts["cuda_available"] else 0)
-    assert isinstance(facts["cpu"], str) and facts["cpu"]
-    assert facts["logical_cpus"] >= 1
+    assert facts["logical_cpus"] == os.cpu_count()
+
+
+def test_cpu_name_is_the_model_name_in_proc_cpuinfo():
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in
+             (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    if not names:
+        pytest.skip("no 'model name' line in /proc/cpuinfo here")
+    assert env.cpu_name() == names[0]
+    assert env.environment()["cpu"] == names[0]
+
+
+def test_report_rejects_a_file_it_cannot_write_to():
+    with pytest.raises(TypeError, match="file must be a writable text stream .*got str"):
+        env.report(file="report.txt")
 
 
 def test_report_prints_one_aligned_line_per_fact():

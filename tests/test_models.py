@@ -35,21 +35,23 @@ def test_multiply_adds_of_the_cnn_match_its_docstring():
     cnn = models.CNN()
     spatial = {"conv1": 28 * 28, "conv2": 28 * 28, "conv3": 14 * 14, "conv4": 7 * 7}
     macs = sum(getattr(cnn, name).weight.numel() * pixels for name, pixels in spatial.items())
-    assert 43e6 < macs < 44e6
+    assert macs == 288 * 784 + 3 * 14_450_688 == 43_577_856         # "about 43 million"
 
 
-@pytest.mark.parametrize("builder, kwargs", [
-    (models.MLP, {"hidden": ()}), (models.MLP, {"hidden": (0, 5)}),
-    (models.MLP, {"hidden": (3.5,)}), (models.CNN, {"channels": (8, 8)}),
-    (models.CNN, {"channels": (8, -1, 8)})])
-def test_bad_widths_raise(builder, kwargs):
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+@pytest.mark.parametrize("builder, kwargs, error", [
+    (models.MLP, {"hidden": ()}, ValueError), (models.MLP, {"hidden": (0, 5)}, ValueError),
+    (models.MLP, {"hidden": (3.5,)}, TypeError), (models.MLP, {"hidden": 512}, TypeError),
+    (models.CNN, {"channels": (8, 8)}, ValueError), (models.CNN, {"channels": (8, -1, 8)}, ValueError)])
+def test_bad_widths_raise(builder, kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
         builder(**kwargs)
 
 
 def test_unknown_reference_name_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match=r"one of \['cnn', 'mlp'\], got 'resnet'"):
+    with pytest.raises(ValueError, match=r"one of \('cnn', 'mlp'\), got 'resnet'"):
         models.load_reference("resnet")
+    with pytest.raises(TypeError, match=r"one of \('cnn', 'mlp'\), got 3"):
+        models.build_reference(3)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,8 @@ def test_load_reference_returns_independent_copies():
     a, b = models.load_reference("mlp"), models.load_reference("mlp")
     with torch.no_grad():
         a.fc1.weight.zero_()
-    assert b.fc1.weight.abs().sum() > 0
+    assert torch.equal(b.fc1.weight, models.load_reference("mlp").fc1.weight)
+    assert not torch.equal(a.fc1.weight, b.fc1.weight)
 
 
 def test_weights_are_a_plain_state_dict_of_tensors():

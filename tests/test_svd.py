@@ -50,17 +50,45 @@ def test_full_rank_reconstructs_exactly():
     assert torch.allclose(U @ torch.diag(S) @ Vh, W, atol=1e-12)
 
 
-def test_no_other_rank_r_matrix_does_better():
-    """Eckart–Young: random rank-r matrices (and a perturbed optimum) are all worse."""
-    W = _random(20, 15, seed=5)
-    U, S, Vh = svd.truncated_svd(W, 4)
-    best = torch.linalg.matrix_norm(W - U @ torch.diag(S) @ Vh)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(20):
-        other = (U + 0.01 * torch.randn(U.shape, generator=g, dtype=U.dtype)) @ torch.diag(S) @ Vh
-        assert torch.linalg.matrix_norm(W - other) > best
-        random = torch.randn(20, 4, generator=g, dtype=W.dtype) @ torch.randn(4, 15, generator=g, dtype=W.dtype)
-        assert torch.linalg.matrix_norm(W - random) > best
+def _near_optimal_rivals(W, rank, seed=1):
+    """Rank-``rank`` matrices within ``ε = 1e-3`` and ``1e-4`` of the true optimum ``W_r``,
+    built from torch's own SVD (not from lrlib): each factor of ``U_r diag(S_r) V_rᵀ``
+    nudged in a random direction, all three at once, and the truncation of a slightly
+    perturbed ``W``. Each is worse than ``W_r`` by only O(ε²), so they beat a wrong
+    ``truncated_svd`` (other singular triplets, a term missing, singular values off by
+    1e-4); only the optimum beats all of them."""
+    g = torch.Generator().manual_seed(seed)
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    U, S, Vh = U[:, :rank], S[:rank], Vh[:rank]
+    rivals = []
+    for eps in (1e-3, 1e-4):
+        def nudge(A):
+            return A + eps * torch.randn(A.shape, generator=g, dtype=A.dtype)
+
+        for _ in range(3):
+            rivals += [nudge(U) @ torch.diag(S) @ Vh, U @ torch.diag(nudge(S)) @ Vh,
+                       U @ torch.diag(S) @ nudge(Vh), nudge(U) @ torch.diag(nudge(S)) @ nudge(Vh)]
+            P, T, Qh = torch.linalg.svd(nudge(W), full_matrices=False)
+            rivals.append(P[:, :rank] @ torch.diag(T[:rank]) @ Qh[:rank])
+    return rivals
+
+
+@pytest.mark.parametrize("m, n, rank", [(20, 15, 4), (15, 20, 1), (12, 12, 11)])
+def test_no_other_rank_r_matrix_does_better(m, n, rank):
+    """Eckart–Young: the truncated SVD's error is the bound, and every rank-r matrix close
+    to the optimum does worse in the Frobenius norm (and no better in the spectral one)."""
+    W = _random(m, n, seed=5)
+    U, S, Vh = svd.truncated_svd(W, rank)
+    best = W - U @ torch.diag(S) @ Vh
+    fro, spectral = torch.linalg.matrix_norm(best).item(), torch.linalg.matrix_norm(best, ord=2).item()
+    all_singular = torch.linalg.svdvals(W)
+    assert fro == pytest.approx(math.sqrt((all_singular[rank:] ** 2).sum().item()), rel=1e-12)
+    assert fro == pytest.approx(svd.eckart_young_error(all_singular, rank), rel=1e-12)
+    assert spectral == pytest.approx(all_singular[rank].item(), rel=1e-12)
+    for rival in _near_optimal_rivals(W, rank):
+        assert torch.linalg.matrix_rank(rival) <= rank
+        assert torch.linalg.matrix_norm(W - rival).item() > fro
+        assert torch.linalg.matrix_norm(W - rival, ord=2).item() >= spectral * (1 - 1e-12)
 
 
 @pytest.mark.parametrize("m, n, rank", [(200, 150, 10), (150, 300, 20), (400, 400, 32)])
@@ -85,10 +113,14 @@ def test_eckart_young_error_values():
     assert svd.eckart_young_error(S, 1) == 3.0
     assert svd.eckart_young_error(S, 1, "spectral") == 3.0
     assert svd.eckart_young_error(S, 3, "spectral") == 0.0
-    with pytest.raises(ValueError, match="norm must be 'fro' or 'spectral', got 'nuclear'"):
+    with pytest.raises(ValueError, match=r"norm must be one of \('fro', 'spectral'\), got 'nuclear'"):
         svd.eckart_young_error(S, 1, "nuclear")
     with pytest.raises(ValueError, match="rank must be an int between 0 and 3, got 4"):
         svd.eckart_young_error(S, 4)
+    with pytest.raises(TypeError, match=r"rank must be an int between 0 and 3, got 1.0 \(float\)"):
+        svd.eckart_young_error(S, 1.0)
+    with pytest.raises(TypeError, match="S must be a torch.Tensor, got list"):
+        svd.eckart_young_error([4.0, 3.0], 1)
 
 
 def test_rank_for_energy():
@@ -98,8 +130,11 @@ def test_rank_for_energy():
     assert svd.rank_for_energy(S, 0.8125) == 2   # exactly reached
     assert svd.rank_for_energy(S, 0.9) == 4      # 15/16 = 0.9375
     assert svd.rank_for_energy(S, 1.0) == 5
-    for bad in (0, 1.5, -0.1, True):
-        with pytest.raises(ValueError, match="energy must be a number in"):
+    for bad in (0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"energy must be a number in \(0, 1\], got"):
+            svd.rank_for_energy(S, bad)
+    for bad in (True, "0.9", None):
+        with pytest.raises(TypeError, match=r"energy must be a number in \(0, 1\], got"):
             svd.rank_for_energy(S, bad)
 
 
@@ -117,8 +152,12 @@ def test_rank_for_params_and_break_even():
         svd.rank_for_params((4, 4), 0.1)
     with pytest.raises(ValueError, match="keep must be a number in"):
         svd.rank_for_params((4, 4), 0.0)
-    with pytest.raises(ValueError, match="shape must be two positive ints"):
+    with pytest.raises(ValueError, match=r"shape\[1\] must be a positive int, got 0"):
         svd.break_even_rank((4, 0))
+    with pytest.raises(ValueError, match=r"shape must be 2 positive ints, got \(4, 4, 4\)"):
+        svd.rank_for_params((4, 4, 4), 0.5)
+    with pytest.raises(TypeError, match="shape must be a sequence of positive ints, got 16"):
+        svd.break_even_rank(16)
 
 
 @pytest.mark.parametrize("rank, error, match", [
@@ -140,5 +179,9 @@ def test_bad_matrices():
         svd.truncated_svd(torch.zeros(2, 2, 2), 1)
     with pytest.raises(TypeError, match="floating-point"):
         svd.truncated_svd(torch.ones(3, 3, dtype=torch.int64), 1)
-    with pytest.raises(ValueError, match="oversamples must be an int >= 0"):
+    with pytest.raises(ValueError, match="oversamples must be a non-negative int, got -1"):
         svd.randomized_svd(_random(5, 5), 2, oversamples=-1)
+    with pytest.raises(TypeError, match=r"n_iter must be a non-negative int, got 1.5 \(float\)"):
+        svd.randomized_svd(_random(5, 5), 2, n_iter=1.5)
+    with pytest.raises(TypeError, match="W must be a torch.Tensor, got list"):
+        svd.truncated_svd([[1.0, 2.0], [3.0, 4.0]], 1)

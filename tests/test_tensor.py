@@ -1,6 +1,8 @@
 """lrlib.tensor: unfolding conventions, products, CP-ALS, HOSVD, HOOI and EVBMF,
 checked against the definitions, Kolda & Bader's worked example, and tensorly."""
 
+import dataclasses
+import math
 import warnings
 
 import numpy as np
@@ -57,6 +59,41 @@ def test_khatri_rao_columns_are_kronecker_products():
     assert K.shape == (40, 3)
     for r in range(3):
         assert torch.allclose(K[:, r], torch.kron(torch.kron(A[:, r], B[:, r]), C[:, r]))
+
+
+def test_mttkrp_matches_its_elementwise_definition_on_a_non_cubic_3_way_tensor():
+    X = _random((4, 5, 6))
+    A, B, C = _random((4, 3), 1), _random((5, 3), 2), _random((6, 3), 3)
+    expected = torch.zeros(4, 3, dtype=torch.float64)
+    for i in range(4):  # M[i, r] = Σ_{j,k} X[i, j, k] B[j, r] C[k, r]
+        for r in range(3):
+            expected[i, r] = sum(X[i, j, k] * B[j, r] * C[k, r] for j in range(5) for k in range(6))
+    assert torch.allclose(tensor.mttkrp(X, [A, B, C], 0), expected)
+    assert torch.allclose(tensor.mttkrp(X, [A, B, C], 1), torch.einsum("ijk,ir,kr->jr", X, A, C))
+    assert torch.allclose(tensor.mttkrp(X, [A, B, C], 2), torch.einsum("ijk,ir,jr->kr", X, A, B))
+    assert torch.equal(tensor.mttkrp(X, [None, B, C], 0), tensor.mttkrp(X, [A, B, C], 0))
+
+
+def test_mttkrp_matches_its_elementwise_definition_on_a_4_way_tensor():
+    X = _random((3, 4, 2, 5))
+    factors = [_random((size, 2), seed) for seed, size in enumerate(X.shape, start=1)]
+    letters = "ijkl"
+    for mode in range(4):
+        others = [k for k in range(4) if k != mode]
+        formula = "ijkl," + ",".join(f"{letters[k]}r" for k in others) + f"->{letters[mode]}r"
+        expected = torch.einsum(formula, X, *[factors[k] for k in others])
+        assert torch.allclose(tensor.mttkrp(X, factors, mode), expected)
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6), (3, 4, 2, 5), (6, 2, 3, 3), (2, 7)])
+def test_the_mttkrp_inside_cp_als_equals_the_textbook_formula(shape):
+    """CP-ALS contracts mode by mode instead of forming the Khatri–Rao matrix: same numbers."""
+    from lrlib.tensor import _mttkrp
+
+    X = _random(shape)
+    factors = [_random((size, 3), seed) for seed, size in enumerate(shape, start=1)]
+    for mode in range(len(shape)):
+        assert torch.allclose(_mttkrp(X, factors, mode), tensor.mttkrp(X, factors, mode), atol=1e-12)
 
 
 def test_cp_to_tensor_is_a_sum_of_outer_products_and_matches_the_unfolding_identity():
@@ -195,9 +232,42 @@ def test_evbmf_finds_the_rank_of_low_rank_plus_noise_and_nothing_in_noise():
             torch.randn(rank, n, generator=g, dtype=torch.float64)
         noisy = signal + 0.1 * torch.randn(m, n, generator=g, dtype=torch.float64)
         estimate = tensor.evbmf(noisy)
-        assert estimate["rank"] == rank
-        assert estimate["sigma2"] == pytest.approx(0.01, rel=0.2)
-    assert tensor.evbmf(torch.randn(80, 120, generator=g, dtype=torch.float64))["rank"] == 0
+        assert estimate.rank == rank
+        assert estimate.sigma2 == pytest.approx(0.01, rel=0.2)
+    assert tensor.evbmf(torch.randn(80, 120, generator=g, dtype=torch.float64)).rank == 0
+
+
+def test_evbmf_returns_a_frozen_typed_result():
+    noisy = _random((30, 40))
+    result = tensor.evbmf(noisy)
+    assert isinstance(result, tensor.VBMFResult)
+    assert isinstance(result.rank, int) and isinstance(result.sigma2, float)
+    assert result.rank == int(torch.sum(result.singular_values > result.threshold))
+    assert torch.allclose(result.singular_values, torch.linalg.svdvals(noisy))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.rank = 3
+    zero = tensor.evbmf(torch.zeros(3, 4, dtype=torch.float64))
+    assert (zero.rank, zero.sigma2, zero.threshold) == (0, 0.0, 0.0)
+
+
+def test_evbmf_constant_is_the_zero_of_phi():
+    """Nakajima et al. (2013): z̲ ≈ 2.5129 solves Φ(z) = ln(1 + z)/z − 1/2 = 0."""
+    z = tensor._evbmf_phi_zero()
+    assert round(z, 4) == 2.5129
+    assert math.log1p(z) / z == pytest.approx(0.5, abs=1e-14)
+
+
+def test_relative_error_is_the_frobenius_ratio_in_float64_for_any_order():
+    for shape in [(5, 7), (3, 4, 5), (2, 3, 2, 2)]:
+        target, approximation = _random(shape, 1), _random(shape, 2)
+        expected = np.linalg.norm((target - approximation).numpy()) / np.linalg.norm(target.numpy())
+        assert tensor.relative_error(approximation, target) == pytest.approx(expected, rel=1e-12)
+    target = torch.full((1000,), 1.0, dtype=torch.float32)
+    approximation = target + 1e-4 * torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    exact = np.linalg.norm(target.numpy().astype(np.float64) - approximation.numpy().astype(np.float64)) \
+        / np.linalg.norm(target.numpy().astype(np.float64))
+    assert tensor.relative_error(approximation, target) == pytest.approx(exact, rel=1e-12)
+    assert tensor.relative_error(target, target) == 0.0
 
 
 def test_parameter_counts():
@@ -210,7 +280,7 @@ def test_parameter_counts():
     (lambda: tensor.mode_dot(_random((2, 3)), _random((4, 2)), 1), ValueError, "3 columns"),
     (lambda: tensor.fold(_random((2, 5)), 0, (2, 3)), ValueError, "gives"),
     (lambda: tensor.cp_als(_random((2, 3)), 0), ValueError, "rank must be a positive int"),
-    (lambda: tensor.cp_als(_random((2, 3)), 2, init="hosvd"), ValueError, "init must be 'svd' or 'random'"),
+    (lambda: tensor.cp_als(_random((2, 3)), 2, init="hosvd"), ValueError, r"init must be one of \('svd', 'random'\)"),
     (lambda: tensor.cp_als(_random((2, 3)), 2, ridge=-1), ValueError, "ridge"),
     (lambda: tensor.cp_als(_random((2, 3)), 2, linesearch="yes"), TypeError, "linesearch"),
     (lambda: tensor.hosvd(_random((2, 3)), (3, 1)), ValueError, r"ranks\[0\] must be an int between 1 and 2"),
@@ -218,6 +288,35 @@ def test_parameter_counts():
     (lambda: tensor.cp_als(torch.ones(2, 2, dtype=torch.int64), 1), TypeError, "floating-point"),
     (lambda: tensor.cp_als(torch.full((2, 2), float("nan")), 1), ValueError, "NaN or Inf"),
     (lambda: tensor.evbmf(_random((2, 3, 4))), ValueError, "2-D matrix"),
+    # a wrong type is a TypeError, a wrong value a ValueError (lrlib.validate's policy)
+    (lambda: tensor.cp_als(_random((2, 3)), 2.0), TypeError, "rank must be a positive int, got 2.0"),
+    (lambda: tensor.cp_als(_random((2, 3)), True), TypeError, "rank must be a positive int"),
+    (lambda: tensor.cp_als(_random((2, 3)), 1, n_iter_max=0), ValueError, "n_iter_max"),
+    (lambda: tensor.cp_als(_random((2, 3)), 1, tol=-1.0), ValueError, "tol must be a number >= 0"),
+    (lambda: tensor.cp_als(_random((2, 3)), 1, tol="small"), TypeError, "tol"),
+    (lambda: tensor.cp_als(_random((2, 3)), 1, ridge="1e-2"), TypeError, "ridge"),
+    (lambda: tensor.cp_als(_random((2, 3)), 1, init=None), TypeError, "init must be one of"),
+    (lambda: tensor.cp_als(_random((2, 3)), 1, init="random", seed=0.5), TypeError, "seed must be an int"),
+    (lambda: tensor.cp_als([[1.0, 2.0]], 1), TypeError, "T must be a torch.Tensor"),
+    (lambda: tensor.hosvd(_random((2, 3)), (1.5, 1)), TypeError, r"ranks\[0\] must be an int between 1 and 2"),
+    (lambda: tensor.hosvd(_random((2, 3)), 2.0), TypeError, "ranks must be an int or a sequence"),
+    (lambda: tensor.tucker_hooi(_random((2, 3)), (1, 1), init="svd"), ValueError, "init must be one of"),
+    (lambda: tensor.unfold(_random((2, 3)), 1.0), TypeError, "mode must be an int between 0 and 1"),
+    (lambda: tensor.fold([[1.0, 2.0]], 0, (1, 2)), TypeError, "M must be a torch.Tensor"),
+    (lambda: tensor.fold(_random((2, 3)), 0, (2, 0)), ValueError, r"shape\[1\] must be a positive int"),
+    (lambda: tensor.mode_dot(_random((2, 3)), [[1.0, 2.0, 3.0]], 1), TypeError, "M must be a torch.Tensor"),
+    (lambda: tensor.khatri_rao([]), ValueError, "matrices must be a non-empty list of matrices, got \\[\\]"),
+    (lambda: tensor.khatri_rao([_random((2, 3)), _random((2, 2))]), ValueError, "same number of columns"),
+    (lambda: tensor.mttkrp(_random((2, 3)), [_random((2, 2))], 0), ValueError, "one matrix per mode"),
+    (lambda: tensor.mttkrp(_random((2, 3)), [None, _random((4, 2))], 0),
+     ValueError, r"factors\[1\] must have shape \(3, R\)"),
+    (lambda: tensor.mttkrp(_random((2, 3)), [None, "B"], 0), TypeError, r"factors\[1\] must be a torch.Tensor"),
+    (lambda: tensor.relative_error(_random((2, 3)), _random((3, 2))), ValueError, "shape of target"),
+    (lambda: tensor.relative_error(_random((2, 3)), torch.zeros(2, 3)),
+     ValueError, r"target must be non-zero .*got \(2, 3\) zeros"),
+    (lambda: tensor.relative_error([1.0], _random((1,))), TypeError, "approximation must be a torch.Tensor"),
+    (lambda: tensor.cp_params((256, 256, 3, 3), 0), ValueError, "rank must be a positive int"),
+    (lambda: tensor.tucker_params((4, 4), (2,)), ValueError, "ranks must be 2 positive ints"),
 ])
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):

@@ -80,7 +80,7 @@ def test_evaluate_accepts_imagesets_and_loaders():
 
 def test_bad_arguments_raise_clear_errors():
     inputs, labels = _toy_problem(10)
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match="model must be an nn.Module, got .*str"):
         train.fit("not a model", (inputs, labels))
     with pytest.raises(TypeError, match="data must be"):
         train.evaluate(nn.Linear(2, 2), [1, 2, 3])
@@ -88,8 +88,12 @@ def test_bad_arguments_raise_clear_errors():
         train.evaluate(nn.Linear(2, 2), (inputs, labels[:9]))
     with pytest.raises(ValueError, match="epochs must be a positive int, got 0"):
         train.fit(nn.Linear(2, 2), (inputs, labels), epochs=0)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be a number > 0, got -1.0"):
         train.fit(nn.Linear(2, 2), (inputs, labels), lr=-1.0)
+    with pytest.raises(TypeError, match="epochs must be a positive int, got 2.0"):
+        train.fit(nn.Linear(2, 2), (inputs, labels), epochs=2.0)
+    with pytest.raises(TypeError, match="progress must be True or False, got 'yes'"):
+        train.evaluate(nn.Linear(2, 2), (inputs, labels), progress="yes")
 
 
 def test_diverging_training_raises():
@@ -176,5 +180,5 @@ def test_recalibrate_batchnorm_sets_the_statistics_of_the_data_and_only_those():
 def test_recalibrate_batchnorm_rejects_bad_arguments():
     with pytest.raises(ValueError, match="no BatchNorm"):
         train.recalibrate_batchnorm(nn.Linear(2, 2), _toy_problem(8))
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         train.recalibrate_batchnorm(nn.BatchNorm1d(2), _toy_problem(8), batch_size=0)

@@ -1,0 +1,179 @@
+"""Checkers of notebook ``03_svd_low_rank``: Exercises 3.1 to 3.5."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .core import Case, Failure, as_number, close, outputs_differ, run_cases
+
+__all__ = ["exercise_3_1", "exercise_3_2", "exercise_3_3", "exercise_3_4", "exercise_3_5"]
+
+
+def _matrix(m, n, seed):
+    return torch.randn(m, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def exercise_3_1(rank_k_approximation) -> None:
+    """Check ``rank_k_approximation(W, k)``: the best rank-``k`` approximation
+    ``U[:, :k] diag(S[:k]) Vh[:k]`` of ``W``, same shape as ``W``."""
+
+    def cases():
+        for m, n, k in [(6, 4, 1), (5, 8, 3), (10, 10, 10), (7, 3, 2)]:
+            W = _matrix(m, n, seed=m * n + k)
+            U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+            yield Case(f"a {m}×{n} matrix W (float64), k={k}", (W.clone(), k),
+                       U[:, :k] @ torch.diag(S[:k]) @ Vh[:k], given=(W.shape, k, U, S, Vh))
+
+    def mistake(got, expected, shape, k, U, S, Vh):
+        if not isinstance(got, torch.Tensor) or got.shape != shape:
+            return Failure(f"a tensor of shape {tuple(shape)}",
+                           tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__,
+                           "return the approximation itself, U_k @ diag(S_k) @ Vh_k, not the factors")
+        if torch.allclose(got.double(), expected, atol=1e-8):
+            return None
+        error = torch.linalg.matrix_norm(got.double() - expected).item()
+        if torch.allclose(got.double(), U[:, :k] @ Vh[:k], atol=1e-8):
+            hint = "the singular values are missing: U_k @ torch.diag(S_k) @ Vh_k"
+        elif k < min(shape) and torch.allclose(
+                got.double(), U[:, :k + 1] @ torch.diag(S[:k + 1]) @ Vh[:k + 1], atol=1e-8):
+            hint = "that keeps k + 1 terms; slicing [:k] keeps k"
+        else:
+            hint = ("U, S, Vh = torch.linalg.svd(W, full_matrices=False); keep the first k "
+                    "columns of U, entries of S and rows of Vh")
+        return Failure("the rank-k truncated SVD of W",
+                       f"a matrix {error:.3g} away from it (Frobenius)", hint)
+
+    run_cases("3.1", rank_k_approximation, cases(), mistake,
+              "the best rank-k approximation on 4 matrices, wide, tall and full rank")
+
+
+def exercise_3_2(error_from_singular_values) -> None:
+    """Check ``error_from_singular_values(S, k)``: the Frobenius error of the best rank-k
+    approximation, ``sqrt(S[k]² + S[k+1]² + …)`` (0-based), from the singular values
+    alone (Eckart–Young)."""
+    inputs = [([4.0, 3.0, 0.0], 1, 3.0), ([4.0, 3.0, 0.0], 0, 5.0), ([5.0, 2.0, 2.0, 1.0], 1, 3.0),
+              ([5.0, 2.0, 2.0, 1.0], 4, 0.0), ([2.0, 1.0], 2, 0.0)]
+    cases = [Case(f"S={values}, k={k}", (torch.tensor(values, dtype=torch.float64), k), expected,
+                  given=(values, k))
+             for values, k, expected in inputs]
+
+    def mistake(got, expected, values, k):
+        if close(got, expected, abs_tol=1e-9):
+            return None
+        tail = values[k:]
+        if close(got, sum(v * v for v in tail)):
+            return "take the square root of the sum of squares"
+        if tail and close(got, tail[0]):
+            return ("that is the spectral-norm error S[k]; the Frobenius error uses every "
+                    "dropped value")
+        if close(got, math.sqrt(sum(v * v for v in values[k + 1:]))):
+            return "indices start at 0: the dropped values are S[k:], not S[k+1:]"
+        return "sqrt of the sum of the squares of the dropped singular values S[k:]"
+
+    run_cases("3.2", error_from_singular_values, cases, mistake,
+              f"the Eckart–Young error matches on {len(cases)} cases, k = 0 and full rank included")
+
+
+def exercise_3_3(break_even_rank) -> None:
+    """Check ``break_even_rank(m, n)``: the largest ``r`` with ``r·(m + n) < m·n``."""
+    from ..svd import break_even_rank as reference
+
+    shapes = [(1024, 784), (1024, 1024), (512, 10), (2, 2), (100, 100), (7, 9)]
+    cases = [Case(f"m={m}, n={n}", (m, n), reference((m, n)), given=(m, n)) for m, n in shapes]
+
+    def mistake(got, expected, m, n):
+        if as_number(got) == expected and not isinstance(got, float):
+            return None
+        if as_number(got) == expected:
+            return "return an int (use // for integer division)"
+        if got == m * n // (m + n):
+            return ("at r = mn / (m + n) the factors hold exactly as many numbers as W: no "
+                    "saving. The inequality is strict")
+        if got == min(m, n) // 2:
+            return "the break-even rank depends on both sizes: solve r·(m + n) < m·n for r"
+        return "the largest integer r with r·(m + n) < m·n is (m·n − 1) // (m + n)"
+
+    run_cases("3.3", break_even_rank, cases, mistake,
+              f"the break-even rank matches on {len(cases)} shapes, exact ties included")
+
+
+def exercise_3_4(split_linear) -> None:
+    """Check ``split_linear(linear, rank)``: an ``nn.Sequential`` of two ``nn.Linear``
+    layers (``in → rank`` without bias, then ``rank → out`` with the original bias) whose
+    product is the rank-``rank`` truncated SVD of ``linear.weight``; ``linear`` unchanged."""
+    from ..layers import LowRankLinear
+
+    generator = torch.Generator().manual_seed(3)
+
+    def cases():
+        for n_in, n_out, rank in [(12, 8, 8), (20, 10, 3), (6, 9, 2)]:
+            torch.manual_seed(n_in + n_out)
+            linear = nn.Linear(n_in, n_out).double()
+            before = {k: v.clone() for k, v in linear.state_dict().items()}
+            yield Case(f"nn.Linear({n_in}, {n_out}) in float64, rank={rank}", (linear, rank),
+                       None, given=(linear, n_in, n_out, rank, before))
+
+    def mistake(got, _, linear, n_in, n_out, rank, before):
+        layers = list(got.children()) if isinstance(got, nn.Sequential) else []
+        if len(layers) != 2 or not all(isinstance(layer, nn.Linear) for layer in layers):
+            return Failure("nn.Sequential(nn.Linear, nn.Linear)", got,
+                           "return nn.Sequential(first, second) with two nn.Linear layers")
+        first, second = layers
+        shapes = (tuple(first.weight.shape), tuple(second.weight.shape))
+        if shapes != ((rank, n_in), (n_out, rank)):
+            return Failure(f"weights of shapes {((rank, n_in), (n_out, rank))}", shapes,
+                           "first maps in_features → rank, second rank → out_features")
+        if any(not torch.equal(before[k], v) for k, v in linear.state_dict().items()):
+            return Failure("linear unchanged", "linear's weights changed",
+                           "build new layers; never change the caller's layer")
+        x = torch.randn(5, n_in, generator=generator, dtype=torch.float64)
+        with torch.no_grad():
+            expected = LowRankLinear.from_linear(linear, rank)(x)
+            output = got(x)
+        if torch.allclose(output, expected, atol=1e-8):
+            return None
+        if first.bias is not None:
+            hint = "the bias is added once, at the end: first has bias=False"
+        elif second.bias is None:
+            hint = "second must carry the original bias"
+        else:
+            hint = ("first.weight = diag(S_r) @ Vh_r (or √S·Vh_r), second.weight = U_r (or "
+                    "U_r·√S): their product must be the truncated SVD of linear.weight")
+        return outputs_differ("outputs equal to the rank-r factorization", output, expected, hint)
+
+    run_cases("3.4", split_linear, cases(), mistake,
+              "two Linear layers reproduce the truncated SVD (full rank equals the dense layer), "
+              "the original is unchanged")
+
+
+def exercise_3_5(rank_for_energy) -> None:
+    """Check ``rank_for_energy(S, energy)``: the smallest ``r`` with
+    ``S[:r]² summed ≥ energy × (all S²) summed``."""
+    S = [3.0, 2.0, 1.0, 1.0, 1.0]  # squares 9, 4, 1, 1, 1 of 16
+    inputs = [(S, 0.5, 1), (S, 0.8, 2), (S, 0.8125, 2), (S, 0.9, 4), (S, 1.0, 5), ([1.0], 0.3, 1)]
+    cases = [Case(f"S={values}, energy={energy}",
+                  (torch.tensor(values, dtype=torch.float64), energy), expected,
+                  given=(values, energy))
+             for values, energy, expected in inputs]
+
+    def mistake(got, expected, values, energy):
+        if as_number(got) == expected and not isinstance(got, float):
+            return None
+        if as_number(got) == expected:
+            return "return an int"
+        by_values = next((r for r in range(1, len(values) + 1)
+                          if sum(values[:r]) >= energy * sum(values) - 1e-12), None)
+        if got == by_values and by_values != expected:
+            return "energy is measured by the squares of the singular values"
+        if got == expected - 1:
+            return "return the number of values kept (a count), not the index of the last one"
+        if got == expected + 1:
+            return "reaching the target exactly is enough (use >=)"
+        return ("cumulative sums of S² divided by their total; the first position where "
+                "that reaches energy, counted from 1")
+
+    run_cases("3.5", rank_for_energy, cases, mistake,
+              f"the energy rank matches on {len(cases)} cases, exact ties included")
