@@ -19,7 +19,8 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.rank_rules`` -- rank rules: int, fraction, Energy, VBMF, FlopReduction (03, 05)
 * ``lrlib.compress`` -- replace a model's layers by factorized ones, with a report (03)
 * ``lrlib.sensitivity`` -- accuracy lost per layer, to choose ranks (05)
-* ``lrlib.tensor``  -- unfold/fold, mode-n product, Khatri–Rao, CP-ALS, HOSVD, HOOI, VBMF (04)
+* ``lrlib.tensor``  -- unfold/fold, mode-n product, Khatri–Rao, MTTKRP, CP-ALS, HOSVD, HOOI (04)
+* ``lrlib.vbmf``    -- EVBMF: how many singular values of a noisy matrix stand out (04)
 * ``lrlib.blocks``  -- 1×1 convolutions: Fire, depthwise separable, bottleneck (06)
 * ``lrlib.deploy``  -- save and rebuild a compressed model, torch.export, dynamic int8 quantization (07)
 """
@@ -27,7 +28,8 @@ One module per idea; the notebook that introduces each is named in its docstring
 __version__ = "0.1.0"
 
 from . import (bench, blocks, checks, compress, data, deploy, env, factorizations, layers,  # noqa: E402
-               models, optimize, profile, rank_rules, sensitivity, svd, tensor, train, validate, viz)
+               models, optimize, profile, rank_rules, sensitivity, svd, tensor, train, validate,
+               vbmf, viz)
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
 from .layers import CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d  # noqa: E402
@@ -53,6 +55,7 @@ __all__ = [
     "tensor",
     "train",
     "validate",
+    "vbmf",
     "viz",
     "CLASS_NAMES",
     "ImageSet",

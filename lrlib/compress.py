@@ -168,6 +168,7 @@ def default_scope(model: nn.Module) -> dict:
 
     Lebedev et al. (2015) and Kim et al. (2016) leave the first and last layers dense for
     the same reasons; the command line (``lrlib compress``) uses this scope too."""
+    check_type(model, "model", nn.Module)
     layers = select_layers(model)
     if not layers:
         return {}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -52,10 +53,17 @@ def _check_module(name: str, value) -> None:
     check_type(value, name, nn.Module)
 
 
+def _path(value, name: str) -> Path:
+    return Path(check_type(value, name, (str, os.PathLike), "a path (a str or a pathlib.Path)"))
+
+
 def factorized_structure(report) -> dict:
     """``{layer name: {"method": ..., "rank": ...}}`` for every layer a
     :class:`lrlib.compress.CompressionReport` replaced: what, together with the dense
     architecture, rebuilds the compressed model. Tucker-2 pairs become lists (JSON)."""
+    from .compress import CompressionReport
+
+    check_type(report, "report", CompressionReport, "a CompressionReport from compress")
     return {row["layer"]: {"method": row["method"],
                            "rank": list(row["rank"]) if isinstance(row["rank"], tuple) else row["rank"]}
             for row in report.rows if row["rank"] is not None}
@@ -141,7 +149,7 @@ def load_compressed(folder) -> nn.Module:
     from .models import build_reference
     from .optimize import fold_batchnorms
 
-    folder = Path(folder)
+    folder = _path(folder, "folder")
     for name in (WEIGHTS_FILE, RECORD_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing: folder must hold what "
@@ -181,7 +189,7 @@ def save_exported(program, path) -> Path:
     """Write an exported program (from :func:`export`) to ``path`` (a ``.pt2`` file)."""
     if not isinstance(program, torch.export.ExportedProgram):
         raise TypeError(f"program must be a torch.export.ExportedProgram, got {type(program).__name__}")
-    path = Path(path)
+    path = _path(path, "path")
     if path.suffix != ".pt2":
         raise ValueError(f"path must end in .pt2, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +199,7 @@ def save_exported(program, path) -> Path:
 
 def load_exported(path) -> nn.Module:
     """Load a ``.pt2`` file written by :func:`save_exported` as a runnable module."""
-    path = Path(path)
+    path = _path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     return torch.export.load(path).module()

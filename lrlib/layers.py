@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .svd import check_rank, randomized_svd, truncated_svd
-from .validate import check_choice, check_finite, check_int, check_type
+from .validate import check_choice, check_finite, check_int, check_positive_ints, check_type
 
 __all__ = ["LowRankLinear", "SVDConv2d", "Tucker2Conv2d", "CPConv2d", "check_conv",
            "conv_output_size", "conv_flops", "dense_flops", "max_cp_rank", "SVD_ALGORITHMS",
@@ -244,6 +244,8 @@ def conv_output_size(input_hw, kernel_size, stride=1, padding=0, dilation=1) -> 
     ``⌊(H + 2p − d(k − 1) − 1) / s⌋ + 1`` per dimension; ``padding="same"`` keeps the
     size (stride 1) and ``"valid"`` means no padding."""
     (h, w), k, s, d = _pair(input_hw), _pair(kernel_size), _pair(stride), _pair(dilation)
+    for name, value in (("input_hw", (h, w)), ("kernel_size", k), ("stride", s), ("dilation", d)):
+        check_positive_ints(value, name, length=2)
     if padding == "same":
         return h, w
     p = (0, 0) if padding == "valid" else _pair(padding)
@@ -254,6 +256,7 @@ def conv_output_size(input_hw, kernel_size, stride=1, padding=0, dilation=1) -> 
 def conv_flops(conv: nn.Conv2d, input_hw) -> int:
     """FLOPs of a dense ``nn.Conv2d`` per example (multiply-add = 2, bias not counted, as
     ``lrlib.profile.count_flops`` counts): ``2 · C_out · H_out W_out · (C_in / groups) · k_h k_w``."""
+    check_type(conv, "conv", nn.Conv2d)
     h, w = conv_output_size(input_hw, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
     k_h, k_w = conv.kernel_size
     return 2 * conv.out_channels * h * w * (conv.in_channels // conv.groups) * k_h * k_w
@@ -268,6 +271,8 @@ def dense_flops(layer: nn.Module, input_hw=None) -> int:
                              "the input's height and width")
         return conv_flops(layer, input_hw)
     check_type(layer, "layer", (nn.Linear, nn.Conv2d))
+    if input_hw is not None:
+        check_positive_ints(_tuple(input_hw), "input_hw")
     positions = 1 if input_hw is None else math.prod(_tuple(input_hw))
     return 2 * layer.in_features * layer.out_features * positions
 
@@ -532,7 +537,7 @@ def max_cp_rank(shape) -> int:
     """An upper bound on the CP rank of any tensor of ``shape``: the product of all sizes
     but the largest (unfold along the largest mode; its column space has at most that
     dimension, and one rank-one term per column suffices)."""
-    shape = sorted(shape)
+    shape = sorted(check_positive_ints(shape, "shape"))
     return math.prod(shape[:-1])
 
 

@@ -53,7 +53,7 @@ class Energy:
 @dataclass(frozen=True)
 class VBMF:
     """Rank rule: the EVBMF estimate of how many singular values of the unfolding stand out
-    of the noise (:func:`lrlib.tensor.evbmf`); no parameter to tune."""
+    of the noise (:func:`lrlib.vbmf.evbmf`); no parameter to tune."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,8 @@ class RankChoice:
 def aligned(candidates: list, multiple: int) -> list:
     """The candidate ranks rounded down to multiples of ``multiple``, in the same order,
     without repeats; a rank that rounds down to 0 is dropped."""
-    if multiple == 1:
+    check_type(candidates, "candidates", list)
+    if check_int(multiple, "multiple", minimum=1) == 1:
         return candidates
     result = []
     for candidate in candidates:
@@ -125,6 +126,10 @@ def aligned(candidates: list, multiple: int) -> list:
 def largest_within(candidates: list, cost, budget):
     """The last candidate whose ``cost(candidate)`` is at most ``budget``, or None; costs
     must grow along the list, so a bisection asks ``cost`` about log₂(len) times."""
+    check_type(candidates, "candidates", list)
+    if not callable(cost):
+        raise TypeError(f"cost must be a function of a candidate, got {type(cost).__name__}")
+    check_number(budget, "budget")
     low, high = 0, len(candidates)          # candidates[:low] fit, candidates[high:] do not
     while low < high:
         middle = (low + high) // 2
@@ -137,7 +142,8 @@ def largest_within(candidates: list, cost, budget):
 
 def _unfolding_rank(weight: torch.Tensor, mode: int, rule) -> int:
     """The rank ``rule`` (Energy or VBMF) gives the mode-``mode`` unfolding of ``weight``."""
-    from .tensor import evbmf, unfold
+    from .tensor import unfold
+    from .vbmf import evbmf
 
     matrix = unfold(weight.double(), mode)
     if isinstance(rule, Energy):
@@ -149,6 +155,9 @@ def choose_rank(rule, factorization: Factorization, layer: nn.Module, input_hw=N
     """The rank ``rule`` gives ``layer`` when it is factorized by ``factorization``
     (a registry entry, :func:`lrlib.factorizations.resolve`); ``input_hw`` is the size of
     the input a convolution sees (needed by :class:`FlopReduction`)."""
+    check_rule(rule)
+    check_type(factorization, "factorization", Factorization, "a Factorization from the registry")
+    check_type(layer, "layer", factorization.dense_type)
     weight = layer.weight.detach()
     is_tucker = factorization.name == "tucker2"
     if isinstance(rule, tuple):

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrlib import tensor
+from lrlib import tensor, vbmf
 
 tensorly = pytest.importorskip("tensorly")
 from tensorly.decomposition import parafac, tucker  # noqa: E402
@@ -231,28 +231,28 @@ def test_evbmf_finds_the_rank_of_low_rank_plus_noise_and_nothing_in_noise():
         signal = torch.randn(m, rank, generator=g, dtype=torch.float64) @ \
             torch.randn(rank, n, generator=g, dtype=torch.float64)
         noisy = signal + 0.1 * torch.randn(m, n, generator=g, dtype=torch.float64)
-        estimate = tensor.evbmf(noisy)
+        estimate = vbmf.evbmf(noisy)
         assert estimate.rank == rank
         assert estimate.sigma2 == pytest.approx(0.01, rel=0.2)
-    assert tensor.evbmf(torch.randn(80, 120, generator=g, dtype=torch.float64)).rank == 0
+    assert vbmf.evbmf(torch.randn(80, 120, generator=g, dtype=torch.float64)).rank == 0
 
 
 def test_evbmf_returns_a_frozen_typed_result():
     noisy = _random((30, 40))
-    result = tensor.evbmf(noisy)
-    assert isinstance(result, tensor.VBMFResult)
+    result = vbmf.evbmf(noisy)
+    assert isinstance(result, vbmf.VBMFResult)
     assert isinstance(result.rank, int) and isinstance(result.sigma2, float)
     assert result.rank == int(torch.sum(result.singular_values > result.threshold))
     assert torch.allclose(result.singular_values, torch.linalg.svdvals(noisy))
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.rank = 3
-    zero = tensor.evbmf(torch.zeros(3, 4, dtype=torch.float64))
+    zero = vbmf.evbmf(torch.zeros(3, 4, dtype=torch.float64))
     assert (zero.rank, zero.sigma2, zero.threshold) == (0, 0.0, 0.0)
 
 
 def test_evbmf_constant_is_the_zero_of_phi():
     """Nakajima et al. (2013): z̲ ≈ 2.5129 solves Φ(z) = ln(1 + z)/z − 1/2 = 0."""
-    z = tensor._evbmf_phi_zero()
+    z = vbmf._evbmf_phi_zero()
     assert round(z, 4) == 2.5129
     assert math.log1p(z) / z == pytest.approx(0.5, abs=1e-14)
 
@@ -287,7 +287,7 @@ def test_parameter_counts():
     (lambda: tensor.tucker_hooi(_random((2, 3)), (1,)), ValueError, "one entry per mode"),
     (lambda: tensor.cp_als(torch.ones(2, 2, dtype=torch.int64), 1), TypeError, "floating-point"),
     (lambda: tensor.cp_als(torch.full((2, 2), float("nan")), 1), ValueError, "NaN or Inf"),
-    (lambda: tensor.evbmf(_random((2, 3, 4))), ValueError, "2-D matrix"),
+    (lambda: vbmf.evbmf(_random((2, 3, 4))), ValueError, "2-D matrix"),
     # a wrong type is a TypeError, a wrong value a ValueError (lrlib.validate's policy)
     (lambda: tensor.cp_als(_random((2, 3)), 2.0), TypeError, "rank must be a positive int, got 2.0"),
     (lambda: tensor.cp_als(_random((2, 3)), True), TypeError, "rank must be a positive int"),

@@ -19,7 +19,8 @@ import pytest
 import torch
 from torch import nn
 
-from lrlib import bench, blocks, data, env, models, optimize, profile, svd, train, viz
+from lrlib import (bench, blocks, compress, data, deploy, env, factorizations, layers, models, optimize,
+                   profile, rank_rules, sensitivity, svd, tensor, train, vbmf, viz)
 
 
 def row(function, *args, raises, words, **kwargs):
@@ -274,8 +275,142 @@ ENV_CASES = [
     row(env.report, "report.txt", raises=TypeError, words=["file", "str"]),
 ]
 
+
+CONV = nn.Conv2d(4, 6, 3, padding=1)
+MLP_LIKE = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+SVD_ENTRY = factorizations.REGISTRY["svd", nn.Linear]
+T3 = torch.ones(3, 4, 5, dtype=torch.float64)
+FACTORS3 = [torch.ones(n, 2, dtype=torch.float64) for n in (3, 4, 5)]
+SCAN = sensitivity.SensitivityScan(0.9, [])
+EXPORTED = torch.export.export(MLP_LIKE.eval(), (torch.zeros(2, 4),))
+
+LAYERS_CASES = [
+    row(layers.LowRankLinear, "8", 6, 2, raises=TypeError, words=["in_features", "'8'"]),
+    row(layers.LowRankLinear, 0, 6, 2, raises=ValueError, words=["in_features", "0"]),
+    row(layers.LowRankLinear.from_linear, CONV, 1, raises=TypeError, words=["linear", "Conv2d"]),
+    row(layers.LowRankLinear.from_linear, LINEAR, 9, raises=ValueError, words=["rank", "9"]),
+    row(layers.SVDConv2d, 4, 6, 3, 2.5, raises=TypeError, words=["rank", "2.5"]),
+    row(layers.SVDConv2d, 4, 6, 3, 0, raises=ValueError, words=["rank", "0"]),
+    row(layers.Tucker2Conv2d, 4, 6, 3, 2, raises=TypeError, words=["rank", "2"]),
+    row(layers.Tucker2Conv2d, 4, 6, 3, (7, 2), raises=ValueError, words=["rank[0] (R_out)", "7"]),
+    row(layers.CPConv2d, 4, 6, 3, 2, implementation=1, raises=TypeError, words=["implementation", "1"]),
+    row(layers.CPConv2d, 4, 6, 3, 2, implementation="winograd", raises=ValueError,
+        words=["implementation", "'winograd'"]),
+    row(layers.check_conv, LINEAR, raises=TypeError, words=["conv", "Linear"]),
+    row(layers.check_conv, nn.Conv2d(4, 4, 3, groups=2), raises=ValueError, words=["conv", "groups=2"]),
+    row(layers.conv_output_size, (8, 8), "3", raises=TypeError, words=["kernel_size[0]", "'3'"]),
+    row(layers.conv_output_size, (0, 8), 3, raises=ValueError, words=["input_hw[0]", "0"]),
+    row(layers.conv_flops, LINEAR, (8, 8), raises=TypeError, words=["conv", "Linear"]),
+    row(layers.conv_flops, CONV, (8, -1), raises=ValueError, words=["input_hw[1]", "-1"]),
+    row(layers.dense_flops, nn.ReLU(), raises=TypeError, words=["layer", "ReLU"]),
+    row(layers.dense_flops, CONV, raises=ValueError, words=["input_hw"]),
+    row(layers.max_cp_rank, "ab", raises=TypeError, words=["shape", "'ab'"]),
+    row(layers.max_cp_rank, (3, 0), raises=ValueError, words=["shape[1]", "0"]),
+]
+
+FACTORIZATIONS_CASES = [
+    row(factorizations.check_method, 3, raises=TypeError, words=["method", "3"]),
+    row(factorizations.check_method, "qr", raises=ValueError, words=["method", "'qr'"]),
+    row(factorizations.resolve, "svd", nn.Conv1d(4, 4, 3), raises=TypeError, words=["layer", "Conv1d"]),
+    row(factorizations.resolve, "tucker2", LINEAR, raises=ValueError, words=["method", "'tucker2'"]),
+    row(factorizations.factorize, nn.ReLU(), 2, raises=TypeError, words=["layer", "ReLU"]),
+    row(factorizations.factorize, LINEAR, 9, raises=ValueError, words=["rank", "9"]),
+    row(factorizations.untrained_like, LINEAR, "2", raises=TypeError, words=["rank", "'2'"]),
+    row(factorizations.untrained_like, CONV, (7, 2), method="tucker2", raises=ValueError,
+        words=["rank[0] (R_out)", "7"]),
+]
+
+RANK_RULES_CASES = [
+    row(rank_rules.Energy, "0.9", raises=TypeError, words=["energy", "'0.9'"]),
+    row(rank_rules.Energy, 1.5, raises=ValueError, words=["energy", "1.5"]),
+    row(rank_rules.FlopReduction, "2", raises=TypeError, words=["factor", "'2'"]),
+    row(rank_rules.FlopReduction, 4, multiple_of=0, raises=ValueError, words=["multiple_of", "0"]),
+    row(rank_rules.check_rule, None, raises=TypeError, words=["rank", "None"]),
+    row(rank_rules.check_rule, (4, 0), raises=ValueError, words=["rank[1]", "0"]),
+    row(rank_rules.choose_rank, 0.5, "svd", LINEAR, raises=TypeError, words=["factorization", "'svd'"]),
+    row(rank_rules.choose_rank, 0, SVD_ENTRY, LINEAR, raises=ValueError, words=["rank", "0"]),
+    row(rank_rules.choose_ranks, nn.ReLU(), 2, raises=TypeError, words=["layer", "ReLU"]),
+    row(rank_rules.choose_ranks, LINEAR, 1.5, raises=ValueError, words=["rank", "1.5"]),
+    row(rank_rules.aligned, [1, 2], 2.0, raises=TypeError, words=["multiple", "2.0"]),
+    row(rank_rules.aligned, [1, 2], 0, raises=ValueError, words=["multiple", "0"]),
+    row(rank_rules.largest_within, (1, 2), abs, 1, raises=TypeError, words=["candidates", "tuple"]),
+]
+
+COMPRESS_CASES = [
+    row(compress.compress, "mlp", rank=4, raises=TypeError, words=["model", "str"]),
+    row(compress.compress, MLP_LIKE, rank=0, raises=ValueError, words=["rank", "0"]),
+    row(compress.select_layers, MLP_LIKE, include="0", raises=TypeError, words=["include", "'0'"]),
+    row(compress.select_layers, MLP_LIKE, include=["fc9"], raises=ValueError, words=["include", "'fc9'"]),
+    row(compress.default_scope, "mlp", raises=TypeError, words=["model", "str"]),
+]
+
+SENSITIVITY_CASES = [
+    row(SCAN.choose, "0.1", raises=TypeError, words=["max_drop", "'0.1'"]),
+    row(SCAN.choose, -1, raises=ValueError, words=["max_drop", "-1"]),
+    row(sensitivity.sensitivity_scan, MLP_LIKE, PAIR, rules=0.5, raises=TypeError, words=["rules", "0.5"]),
+    row(sensitivity.sensitivity_scan, MLP_LIKE, PAIR, rules=[], raises=ValueError, words=["rules"]),
+]
+
+DEPLOY_CASES = [
+    row(deploy.factorized_structure, {"rows": []}, raises=TypeError, words=["report", "dict"]),
+    row(deploy.rebuild, MLP_LIKE, [("0", "svd")], raises=TypeError, words=["structure", "list"]),
+    row(deploy.rebuild, MLP_LIKE, {"bn9": {"method": "svd", "rank": 2}}, raises=ValueError,
+        words=["structure", "'bn9'"]),
+    row(deploy.save_compressed, "model", "out", base_model="cnn", structure={}, batchnorm_folded=True,
+        raises=TypeError, words=["model", "str"]),
+    row(deploy.save_compressed, MLP_LIKE, "out", base_model="resnet", structure={},
+        batchnorm_folded=True, raises=ValueError, words=["base_model", "'resnet'"]),
+    row(deploy.load_compressed, 3, raises=TypeError, words=["folder", "3"]),
+    row(deploy.export, MLP_LIKE, [1.0], raises=TypeError, words=["example_input", "list"]),
+    row(deploy.export, MLP_LIKE, torch.zeros(1, 4), raises=ValueError, words=["example_input", "(1, 4)"]),
+    row(deploy.save_exported, "program", "a.pt2", raises=TypeError, words=["program", "str"]),
+    row(deploy.save_exported, EXPORTED, "a.onnx", raises=ValueError, words=["path", "a.onnx"]),
+    row(deploy.load_exported, 3, raises=TypeError, words=["path", "3"]),
+    row(deploy.max_difference, MLP_LIKE, MLP_LIKE, [1.0], raises=TypeError, words=["inputs", "list"]),
+    row(deploy.quantize_dynamic, "model", raises=TypeError, words=["model", "str"]),
+    row(deploy.count_quantized, "model", raises=TypeError, words=["model", "str"]),
+]
+
+VBMF_CASES = [
+    row(vbmf.evbmf, "M", raises=TypeError, words=["M", "str"]),
+    row(vbmf.evbmf, T3, raises=ValueError, words=["M", "(3, 4, 5)"]),
+]
+
+TENSOR_CASES = [
+    row(tensor.unfold, T3, 1.0, raises=TypeError, words=["mode", "1.0"]),
+    row(tensor.unfold, T3, 3, raises=ValueError, words=["mode", "3"]),
+    row(tensor.fold, [1.0], 0, (3, 4, 5), raises=TypeError, words=["M", "list"]),
+    row(tensor.fold, torch.ones(3, 20), 0, (3, 0, 5), raises=ValueError, words=["shape[1]", "0"]),
+    row(tensor.mode_dot, T3, "M", 0, raises=TypeError, words=["M", "str"]),
+    row(tensor.mode_dot, T3, torch.ones(2, 2, dtype=torch.float64), 0, raises=ValueError, words=["M"]),
+    row(tensor.khatri_rao, "AB", raises=TypeError, words=["matrices"]),
+    row(tensor.khatri_rao, [torch.ones(2, 3), torch.ones(2, 4)], raises=ValueError, words=["matrices"]),
+    row(tensor.mttkrp, T3, FACTORS3, "0", raises=TypeError, words=["mode", "'0'"]),
+    row(tensor.mttkrp, T3, FACTORS3[:2], 0, raises=ValueError, words=["factors", "2"]),
+    row(tensor.cp_to_tensor, [1.0, 2.0], FACTORS3, raises=TypeError, words=["weights", "list"]),
+    row(tensor.cp_to_tensor, torch.ones(3, dtype=torch.float64), FACTORS3, raises=ValueError,
+        words=["weights", "(3,)"]),
+    row(tensor.tucker_to_tensor, "core", FACTORS3, raises=TypeError, words=["core", "str"]),
+    row(tensor.tucker_to_tensor, torch.ones(2, 2, dtype=torch.float64), FACTORS3, raises=ValueError,
+        words=["factor", "3"]),
+    row(tensor.relative_error, [1.0], torch.ones(1), raises=TypeError, words=["approximation", "list"]),
+    row(tensor.relative_error, torch.ones(2), torch.ones(3), raises=ValueError, words=["approximation", "(3,)"]),
+    row(tensor.cp_als, T3, 2.0, raises=TypeError, words=["rank", "2.0"]),
+    row(tensor.cp_als, T3, 0, raises=ValueError, words=["rank", "0"]),
+    row(tensor.hosvd, T3, (1, 2, "3"), raises=TypeError, words=["ranks[2]", "'3'"]),
+    row(tensor.hosvd, T3, (1, 2, 6), raises=ValueError, words=["ranks[2]", "6"]),
+    row(tensor.tucker_hooi, T3, 2, n_iter_max=1.5, raises=TypeError, words=["n_iter_max", "1.5"]),
+    row(tensor.tucker_hooi, T3, 2, init="svd", raises=ValueError, words=["init", "'svd'"]),
+    row(tensor.cp_params, (3, 4), "2", raises=TypeError, words=["rank", "'2'"]),
+    row(tensor.cp_params, (3, 4), 0, raises=ValueError, words=["rank", "0"]),
+    row(tensor.tucker_params, (3, 4), (2, "2"), raises=TypeError, words=["ranks[1]", "'2'"]),
+    row(tensor.tucker_params, (3, 4), (2,), raises=ValueError, words=["ranks", "(2,)"]),
+]
+
 CASES = (SVD_CASES + BENCH_CASES + PROFILE_CASES + BLOCKS_CASES + DATA_CASES + TRAIN_CASES
-         + MODELS_CASES + OPTIMIZE_CASES + VIZ_CASES + ENV_CASES)
+         + MODELS_CASES + OPTIMIZE_CASES + VIZ_CASES + ENV_CASES + LAYERS_CASES + FACTORIZATIONS_CASES
+         + RANK_RULES_CASES + COMPRESS_CASES + SENSITIVITY_CASES + DEPLOY_CASES + TENSOR_CASES
+         + VBMF_CASES)
 
 
 @pytest.mark.parametrize("function, args, kwargs, raises, words", CASES)
@@ -311,6 +446,24 @@ COVERED = {
     viz: {"exempt": {}, "type_only": {"predict": "takes any module and batch"}},
     env: {"exempt": {"environment": "no arguments", "cpu_name": "no arguments"},
           "type_only": {"report": "any writable stream"}},
+    layers: {"exempt": {}, "type_only": {}},
+    factorizations: {"exempt": {"Factorization": "a registry record, built once in lrlib.factorizations"},
+                     "type_only": {}},
+    rank_rules: {"exempt": {"VBMF": "no arguments", "RankChoice": "a result record built by choose_rank"},
+                 "type_only": {"largest_within": "any budget is allowed (none fits: None)"}},
+    compress: {"exempt": {"CompressionReport": "a result record built by compress"},
+               "type_only": {"default_scope": "takes any model"}},
+    sensitivity: {"exempt": {}, "type_only": {}},
+    deploy: {"exempt": {},
+             "type_only": {"factorized_structure": "takes any report", "load_compressed":
+                           "a missing folder is a FileNotFoundError", "load_exported":
+                           "a missing file is a FileNotFoundError", "max_difference": "any inputs",
+                           "quantize_dynamic": "takes any model", "count_quantized": "takes any model"}},
+    vbmf: {"exempt": {"VBMFResult": "a result record built by evbmf"}, "type_only": {}},
+    tensor: {"exempt": {"CPResult": "a result record built by cp_als",
+                        "TuckerResult": "a result record built by hosvd and tucker_hooi",
+                        "DegenerateCPWarning": "a warning class"},
+             "type_only": {}},
 }
 
 
