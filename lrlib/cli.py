@@ -149,11 +149,15 @@ def _plot(rows, path: Path) -> None:
     plt.close(figure)
 
 
-def _default_lr(report) -> float:
-    """The fine-tuning learning rate: CP chains need far gentler steps than the others
-    (notebook 05; benchmarks/conv_speedup.py)."""
-    methods = {row["method"] for row in report.rows if row["rank"] is not None}
-    return 1e-5 if any(method.startswith("cp") for method in methods) else 3e-4
+def _default_lr(model, report) -> float:
+    """The fine-tuning learning rate: the gentlest that the methods of the factorized
+    layers of ``model`` (the dense original) tolerate (CP chains need far gentler steps
+    than the others; notebook 05)."""
+    from .factorizations import resolve
+
+    rates = [resolve(row["method"], model.get_submodule(row["layer"])).fine_tune_lr
+             for row in report.rows if row["rank"] is not None]
+    return min(rates, default=3e-4)
 
 
 def command_compress(args) -> int:
@@ -191,7 +195,7 @@ def command_compress(args) -> int:
         recalibrate_batchnorm(compressed, (train_set.images[:2000], train_set.labels[:2000]))
         accuracy["BN recalibrated"] = evaluate(compressed, test).accuracy
     if args.fine_tune_epochs:
-        lr = args.lr if args.lr is not None else _default_lr(report)
+        lr = args.lr if args.lr is not None else _default_lr(original, report)
         torch.manual_seed(args.seed)
         fine_tune(compressed, train_set, epochs=args.fine_tune_epochs, lr=lr, seed=args.seed)
     if not args.keep_batchnorm:

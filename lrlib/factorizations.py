@@ -43,7 +43,14 @@ class Factorization:
     ``structure`` holds the options that shape the factorized layer (given to both
     ``from_dense`` and ``like``, e.g. CP's ``implementation``); ``algorithm`` those that
     only change how the factors are computed (given to ``from_dense`` alone). ``iterative``
-    marks the methods computed by sweeps (CP-ALS, HOOI), which take ``n_iter_max``."""
+    marks the methods computed by sweeps (CP-ALS, HOOI), which take ``n_iter_max``.
+
+    ``spectral_modes`` are the modes of the weight whose unfoldings the rank follows, one
+    rank per mode: ``(0,)`` for an SVD (the rank of ``W`` or of ``K_(1)``), ``(0, 1)`` for
+    Tucker-2 (a pair ``(R_out, R_in)``), ``()`` for CP, whose rank belongs to no single
+    unfolding; the ``Energy`` and ``VBMF`` rules read those spectra. ``fine_tune_lr`` is a
+    learning rate that fine-tuning this kind of layer tolerates (CP chains need far gentler
+    steps: notebook 05 and ``benchmarks/conv_speedup.py``)."""
 
     name: str
     layer_class: type
@@ -51,6 +58,8 @@ class Factorization:
     structure: dict = field(default_factory=dict)
     algorithm: dict = field(default_factory=dict)
     iterative: bool = False
+    spectral_modes: tuple = (0,)
+    fine_tune_lr: float = 3e-4
 
     def build(self, layer: nn.Module, rank, *, seed=0, n_iter_max=None) -> nn.Module:
         """Factorize the trained ``layer`` at ``rank``; ``layer`` is not changed.
@@ -78,12 +87,14 @@ REGISTRY = {
     ("svd", nn.Conv2d): Factorization("svd", SVDConv2d, nn.Conv2d),
     ("randomized", nn.Conv2d): Factorization("randomized", SVDConv2d, nn.Conv2d,
                                              algorithm={"algorithm": "randomized"}),
-    ("tucker2", nn.Conv2d): Factorization("tucker2", Tucker2Conv2d, nn.Conv2d, iterative=True),
+    ("tucker2", nn.Conv2d): Factorization("tucker2", Tucker2Conv2d, nn.Conv2d, iterative=True,
+                                          spectral_modes=(0, 1)),
     ("cp-fused", nn.Conv2d): Factorization("cp-fused", CPConv2d, nn.Conv2d,
-                                           structure={"implementation": "fused"}, iterative=True),
+                                           structure={"implementation": "fused"}, iterative=True,
+                                           spectral_modes=(), fine_tune_lr=1e-5),
     ("cp-separable", nn.Conv2d): Factorization("cp-separable", CPConv2d, nn.Conv2d,
                                                structure={"implementation": "separable"},
-                                               iterative=True),
+                                               iterative=True, spectral_modes=(), fine_tune_lr=1e-5),
 }
 
 #: Every name ``method=`` accepts: the registry's, plus ``"cp"`` and ``"auto"``.

@@ -159,22 +159,22 @@ def choose_rank(rule, factorization: Factorization, layer: nn.Module, input_hw=N
     check_type(factorization, "factorization", Factorization, "a Factorization from the registry")
     check_type(layer, "layer", factorization.dense_type)
     weight = layer.weight.detach()
-    is_tucker = factorization.name == "tucker2"
+    modes = factorization.spectral_modes          # one rank per mode: a pair for Tucker-2
     if isinstance(rule, tuple):
-        if not is_tucker:
+        if len(modes) != 2:
             return RankChoice(None, f"a pair of ranks needs method 'tucker2', this layer uses "
                                     f"{factorization.name!r}")
         return RankChoice(rule)
     if isinstance(rule, int):
-        return RankChoice((min(rule, weight.shape[0]), min(rule, weight.shape[1])) if is_tucker else rule)
+        return RankChoice(tuple(min(rule, weight.shape[m]) for m in modes) if len(modes) == 2 else rule)
     if isinstance(rule, (float, FlopReduction)):
         return _rank_within_budget(rule, factorization, layer, input_hw)
-    if factorization.name.startswith("cp"):
-        raise ValueError(f"{type(rule).__name__} rules are defined for SVD and Tucker-2, not for "
-                         "CP; give CP layers an int or a float rule")
-    if is_tucker:
-        return RankChoice((_unfolding_rank(weight, 0, rule), _unfolding_rank(weight, 1, rule)))
-    return RankChoice(_unfolding_rank(weight, 0, rule))
+    if not modes:
+        raise ValueError(f"{type(rule).__name__} rules read the spectra of unfoldings and are "
+                         "defined for SVD and Tucker-2, not for CP (here method "
+                         f"{factorization.name!r}); give these layers an int or a float rule")
+    ranks = tuple(_unfolding_rank(weight, mode, rule) for mode in modes)
+    return RankChoice(ranks if len(modes) == 2 else ranks[0])
 
 
 def _rank_within_budget(rule, factorization: Factorization, layer: nn.Module, input_hw) -> RankChoice:

@@ -114,3 +114,13 @@ def test_factorize_leaves_the_dense_layer_alone_and_untrained_like_is_untrained(
     assert torch.allclose(chain.to_dense().weight, conv.weight, atol=1e-5)
     empty = untrained_like(conv, (6, 4), method="tucker2")
     assert not torch.allclose(empty.to_dense().weight, conv.weight, atol=1e-2)
+
+
+def test_what_the_rules_and_the_command_line_ask_the_registry():
+    """Spectral rules read the modes an entry names; fine-tuning uses its learning rate."""
+    assert {key: entry.spectral_modes for key, entry in REGISTRY.items()} == {
+        ("svd", nn.Linear): (0,), ("randomized", nn.Linear): (0,), ("svd", nn.Conv2d): (0,),
+        ("randomized", nn.Conv2d): (0,), ("tucker2", nn.Conv2d): (0, 1),
+        ("cp-fused", nn.Conv2d): (), ("cp-separable", nn.Conv2d): ()}
+    assert {entry.name for entry in REGISTRY.values() if entry.fine_tune_lr < 3e-4} == {"cp-fused", "cp-separable"}
+    assert {entry.name for entry in REGISTRY.values() if entry.iterative} == {"tucker2", "cp-fused", "cp-separable"}
