@@ -304,15 +304,15 @@ def test_exercise_3_4(capsys):
 
     def bias_on_both(linear, rank):
         first, second = split_reference(linear, rank)
-        new_first = nn.Linear(first.in_features, first.out_features).double()
+        new_first = nn.Linear(first.in_features, first.out_features, dtype=linear.weight.dtype)
         with torch.no_grad():
             new_first.weight.copy_(first.weight)
         return nn.Sequential(new_first, second)
 
     def no_singular_values(linear, rank):
         U, S, Vh = torch.linalg.svd(linear.weight.detach(), full_matrices=False)
-        first = nn.Linear(linear.in_features, rank, bias=False).double()
-        second = nn.Linear(rank, linear.out_features).double()
+        first = nn.Linear(linear.in_features, rank, bias=False, dtype=linear.weight.dtype)
+        second = nn.Linear(rank, linear.out_features, dtype=linear.weight.dtype)
         with torch.no_grad():
             first.weight.copy_(Vh[:rank])
             second.weight.copy_(U[:, :rank])
@@ -327,7 +327,10 @@ def test_exercise_3_4(capsys):
 
     for wrong, hint in [(bias_on_both, "bias is added once"), (no_singular_values, "product"),
                         (in_place, "never change the caller"),
-                        (lambda linear, rank: LowRankLinear.from_linear(linear, rank), "nn.Sequential")]:
+                        (lambda linear, rank: LowRankLinear.from_linear(linear, rank), "nn.Sequential"),
+                        (lambda linear, rank: nn.Sequential(split_reference(linear, rank)[0].double(),
+                                                            split_reference(linear, rank)[1].float()),
+                         "build both layers in linear's dtype")]:
         with pytest.raises(AssertionError, match=hint):
             checks.exercise_3_4(wrong)
 
@@ -435,3 +438,88 @@ def test_exercise_4_4(capsys):
                         (lambda T, r: tensor.hosvd(T, r), "return core, factors")]:
         with pytest.raises(AssertionError, match=hint):
             checks.exercise_4_4(wrong)
+
+
+# ------------------------------------------------------------------ checker gaps closed
+from checker_asserts import fails_with  # noqa: E402
+
+
+def test_exercise_2_2_names_true_division_in_the_output_size():
+    def true_division(batch, in_channels, out_channels, kernel_size, height, width,
+                      stride=1, padding=0, groups=1):
+        h_out = (height + 2 * padding - kernel_size) / stride + 1
+        w_out = (width + 2 * padding - kernel_size) / stride + 1
+        return 2 * batch * out_channels * h_out * w_out * (in_channels // groups) * kernel_size ** 2
+
+    fails_with(checks.exercise_2_2, true_division,
+               "the output size is a floor division: ⌊(H + 2p − k)/s⌋ + 1", "2.2")
+    # truncating the float result afterwards is still wrong, and named the same way
+    fails_with(checks.exercise_2_2, lambda *a, **k: int(true_division(*a, **k)),
+               "floor division", "2.2")
+
+
+def test_exercise_3_4_names_a_forgotten_bias():
+    def random_bias(linear, rank):
+        first, second = split_reference(linear, rank)
+        fresh = nn.Linear(rank, linear.out_features, dtype=second.weight.dtype)  # random bias
+        with torch.no_grad():
+            fresh.weight.copy_(second.weight)
+        return nn.Sequential(first, fresh)
+
+    fails_with(checks.exercise_3_4, random_bias, "the weights are right but the bias is not",
+               "3.4")
+
+
+def test_exercise_3_4_handles_float32_layers(capsys):
+    seen = []
+
+    def reference_noting_dtypes(linear, rank):
+        seen.append(linear.weight.dtype)
+        return split_reference(linear, rank)
+
+    checks.exercise_3_4(reference_noting_dtypes)
+    assert torch.float32 in seen and torch.float64 in seen
+    assert "✓ Exercise 3.4" in capsys.readouterr().out
+
+    def always_float64(linear, rank):   # layers in float64 even for a float32 layer
+        import copy
+        return split_reference(copy.deepcopy(linear).double(), rank)
+
+    checks.exercise_3_4(always_float64)
+    assert "✓ Exercise 3.4" in capsys.readouterr().out
+
+    def float32_without_bias(linear, rank):
+        first, second = split_reference(linear, rank)
+        second.bias = None
+        return nn.Sequential(first, second)
+
+    # a wrong float32 answer is a failure with a hint, not a RuntimeError of the checker
+    fails_with(checks.exercise_3_4, float32_without_bias, "original bias", "3.4")
+
+
+def test_exercise_3_5_names_a_missing_tolerance():
+    def no_tolerance(S, energy):
+        squares = S.double() ** 2
+        kept = torch.cumsum(squares, 0) / squares.sum()
+        return int((kept < energy).sum()) + 1
+
+    def solution_03(S, energy):   # the reference solution of solutions/03
+        squares = S.double() ** 2
+        kept = torch.cumsum(squares, 0) / squares.sum()
+        return int((kept < energy - 1e-12).sum()) + 1
+
+    checks.exercise_3_5(solution_03)
+    fails_with(checks.exercise_3_5, no_tolerance, "tolerance", "3.5")
+
+
+def test_exercise_4_3_shows_how_far_a_wrong_update_is():
+    def off_by_a_bit(T, factors, mode):
+        return als_update_reference(T, factors, mode) * 1.1
+
+    with pytest.raises(AssertionError) as info:
+        checks.exercise_4_3(off_by_a_bit)
+    message = str(info.value)
+    got_line = next(line for line in message.splitlines() if line.startswith("  got:"))
+    assert "relative error 0.1" in got_line, message
+    assert "max abs difference" in got_line, message
+    assert "(4, 3)'" not in got_line and got_line.strip() != "got:      (4, 3)", message

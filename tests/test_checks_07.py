@@ -278,3 +278,32 @@ def test_exercise_7_4_names_a_wrong_order_among_the_right_names():
         return front[1:] + front[:1] if len(front) > 2 else front
 
     fails_with(checks.exercise_7_4, shuffled, "not in order", "7.4")
+
+
+def _sweep_keeping_ties(points):
+    """Sort and sweep as notebooks 05 and 06 do, but keep a point equal to the last one kept
+    (two identical points do not dominate each other)."""
+    front, best, last = [], float("-inf"), None
+    for name, p in sorted(points.items(), key=lambda item: (item[1][0], -item[1][1])):
+        if p[1] > best or p == last:
+            front.append(name)
+            best, last = p[1], p
+    return front
+
+
+def test_exercise_7_4_accepts_a_sort_and_sweep_front(capsys):
+    checks.exercise_7_4(_sweep_keeping_ties)
+
+    def ties_reversed(points):   # identical points in the other order: still fastest first
+        front = _sweep_keeping_ties(points)
+        return sorted(front, key=lambda n: (points[n][0], -list(points).index(n)))
+
+    checks.exercise_7_4(ties_reversed)
+    assert capsys.readouterr().out.count("✓ Exercise 7.4") == 2
+
+
+def test_exercise_7_4_still_rejects_the_sweep_that_drops_an_identical_point():
+    # the exercise keeps both of two identical points; notebook 05's sweep drops the second
+    fails_with(checks.exercise_7_4, _sweep, "two identical points", "7.4")
+    fails_with(checks.exercise_7_4, lambda points: _sweep(points) + _sweep(points)[:1],
+               "keep a name when no other point", "7.4")

@@ -44,8 +44,8 @@ def exercise_2_2(conv2d_flops) -> None:
         dict(batch=1, in_channels=3, out_channels=8, kernel_size=3, height=8, width=8),
         dict(batch=2, in_channels=64, out_channels=128, kernel_size=3, height=14, width=14,
              padding=1),
-        dict(batch=1, in_channels=16, out_channels=32, kernel_size=3, height=15, width=9,
-             stride=2, padding=1),
+        dict(batch=1, in_channels=16, out_channels=32, kernel_size=3, height=15, width=10,
+             stride=2, padding=1),  # (10 + 2 − 3) / 2 = 4.5: the floor division matters
         dict(batch=4, in_channels=32, out_channels=32, kernel_size=1, height=7, width=7),
         dict(batch=1, in_channels=32, out_channels=64, kernel_size=3, height=10, width=10,
              padding=1, groups=4),
@@ -63,9 +63,20 @@ def exercise_2_2(conv2d_flops) -> None:
             yield Case(", ".join(f"{k}={v}" for k, v in kwargs.items()), (), count_flops(conv, x),
                        kwargs=kwargs, given=(kwargs,))
 
+    def true_division(kwargs):
+        # the FLOPs with / instead of // in the output size
+        stride, padding, k = kwargs.get("stride", 1), kwargs.get("padding", 0), kwargs["kernel_size"]
+        h_out = (kwargs["height"] + 2 * padding - k) / stride + 1
+        w_out = (kwargs["width"] + 2 * padding - k) / stride + 1
+        return (2 * kwargs["batch"] * kwargs["out_channels"] * h_out * w_out
+                * (kwargs["in_channels"] / kwargs.get("groups", 1)) * k * k)
+
     def mistake(got, expected, kwargs):
         if as_number(got) == expected:
             return None
+        divided = true_division(kwargs)
+        if divided != expected and close(got, divided, rel_tol=1e-9, abs_tol=1.0):
+            return "the output size is a floor division: ⌊(H + 2p − k)/s⌋ + 1"
         if kwargs.get("groups", 1) > 1 and got == expected * kwargs["groups"]:
             return "with groups, each output channel sees only in_channels / groups inputs"
         if kwargs.get("stride", 1) > 1 or kwargs.get("padding", 0) > 0:
