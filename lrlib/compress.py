@@ -169,7 +169,11 @@ def default_scope(model: nn.Module) -> dict:
     Lebedev et al. (2015) and Kim et al. (2016) leave the first and last layers dense for
     the same reasons; the command line (``lrlib compress``) uses this scope too."""
     check_type(model, "model", nn.Module)
-    layers = select_layers(model)
+    return _scope_of(select_layers(model))
+
+
+def _scope_of(layers: list) -> dict:
+    """:func:`default_scope` of a model whose ``(name, layer)`` list is ``layers``."""
     if not layers:
         return {}
     scope = {}
@@ -297,11 +301,12 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         raise ValueError("measure=True needs example_input= (each layer is timed on the input "
                          "it sees in the model)")
     target = model if inplace else copy.deepcopy(model)
+    every_layer = select_layers(target)           # before any layer is replaced
+    names = [name for name, _ in every_layer]
     selected = select_layers(target, include, exclude)
-    names = [name for name, _ in selected]
     for what, given in (("rank", rank), ("method", method)):
         if isinstance(given, dict):
-            unknown = sorted(set(given) - {name for name, _ in select_layers(target)})
+            unknown = sorted(set(given) - set(names))
             if unknown:
                 raise ValueError(f"{what} names layers that are not Linear or Conv2d layers of "
                                  f"the model: {unknown}; its layers are {names}")
@@ -313,10 +318,9 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         else:
             check_finite(layer.weight, f"layer {name!r} weight")
     inputs = layer_inputs(target, example_input, [n for n, _ in selected]) if example_input is not None else {}
-    scope = default_scope(target)
+    scope = _scope_of(every_layer)
     explicit = _explicitly_named(include, rank, method)
-    every_layer = select_layers(target)
-    output_layer = every_layer[-1][0] if every_layer else None   # before any is replaced
+    output_layer = names[-1] if names else None
 
     rows, factorized_layers = [], {}
     for name, layer in selected:
