@@ -9,9 +9,10 @@ Introduced in notebook ``01_latency_vs_throughput``; every later notebook measur
 * **Throughput** is how many items are processed per second. Larger batches usually raise
   throughput and also raise the latency of each request: the central trade-off of serving.
 
-Medians come from ``torch.utils.benchmark.Timer.blocked_autorange``, which times blocks of
-calls so that clock overhead is negligible. Tail percentiles need the time of each call, so
-``measure_latency`` also times calls one by one with ``time.perf_counter_ns``. On a GPU,
+``measure_latency`` times calls one by one with ``time.perf_counter_ns`` (reading the clock
+costs well under a microsecond, against tens of microseconds for the smallest layer), and
+every statistic, the median, the mean, the percentiles and the interquartile range, comes
+from that one set of samples, so a p95 can never fall below the median. On a GPU,
 ``torch.cuda.synchronize()`` is called around every timed region, since CUDA kernels run
 asynchronously.
 """
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torch.utils import benchmark
 
 from ._table import html_table, text_table
 from .profile import as_input_tuple
@@ -151,15 +151,11 @@ def _call(model, inputs, batch_size):
 class LatencyResult:
     """One latency measurement. All times are in milliseconds per call.
 
-    ``median_ms`` comes from ``torch.utils.benchmark`` (blocks of calls); the mean, the
-    percentiles and the interquartile range come from ``samples_ms``, the calls timed one
-    by one, right after. ``sample_median_ms`` is the median of those samples: compare the
-    percentiles with it. The two medians differ by the noise between the two phases, so on
-    a busy machine a p95 can even come out below ``median_ms``.
+    Every statistic comes from ``samples_ms``, the calls timed one by one after the
+    warm-up, so ``median_ms ≤ p90_ms ≤ p95_ms ≤ p99_ms`` always holds.
     """
 
     median_ms: float
-    sample_median_ms: float
     mean_ms: float
     p90_ms: float
     p95_ms: float
@@ -198,10 +194,9 @@ def measure_latency(
 
     1. ``warmup`` untimed calls first (memory allocation, caches, lazy initialisation
        and oneDNN kernel selection make the first calls slow);
-    2. the median from ``torch.utils.benchmark.Timer.blocked_autorange`` over at least
-       ``min_run_time`` seconds;
-    3. at least ``min_samples`` calls timed one by one (for at least ``min_run_time``
-       seconds) for the mean, p90, p95, p99 and the interquartile range.
+    2. at least ``min_samples`` calls timed one by one, for at least ``min_run_time``
+       seconds; the median, the mean, p90, p95, p99 and the interquartile range all come
+       from these samples (one experiment, not two).
 
     Everything runs under ``torch.inference_mode()`` with the model in ``eval()`` mode; the
     model's mode and the caller's thread setting are restored afterwards. On CUDA the
@@ -215,7 +210,7 @@ def measure_latency(
     warmup : int
         Untimed calls before measuring, at least 1.
     min_run_time : float
-        Seconds spent on each of the two timed phases, positive.
+        Seconds spent timing calls, positive.
     min_samples : int
         Fewest one-by-one timed calls.
     threads : int, optional
@@ -237,15 +232,7 @@ def measure_latency(
             _call(model, inputs, batch)
         _synchronize(device)
 
-        # CUDA kernels run asynchronously: on a GPU each timed call ends with a sync.
-        sync = "; torch.cuda.synchronize()" if device.type == "cuda" else ""
-        timer = benchmark.Timer(
-            stmt="model(*inputs)" + sync,
-            globals={"model": model, "inputs": inputs, "torch": torch},
-            num_threads=torch.get_num_threads(),
-        )
-        median_ms = timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
-
+        # CUDA kernels run asynchronously: on a GPU each timed call ends with a sync
         samples_ms = []
         deadline = time.perf_counter() + min_run_time
         while len(samples_ms) < min_samples or time.perf_counter() < deadline:
@@ -258,8 +245,7 @@ def measure_latency(
 
     samples = np.asarray(samples_ms)
     return LatencyResult(
-        median_ms=float(median_ms),
-        sample_median_ms=percentile(samples, 50),
+        median_ms=percentile(samples, 50),
         mean_ms=float(samples.mean()),
         p90_ms=percentile(samples, 90),
         p95_ms=percentile(samples, 95),
