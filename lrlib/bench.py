@@ -19,7 +19,9 @@ asynchronously.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import html
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from torch import nn
 
 from ._table import html_table, text_table
 from .profile import as_input_tuple
-from .validate import check_int, check_number, check_positive_ints, check_type
+from .validate import check_bool, check_int, check_number, check_positive_ints, check_type
 
 __all__ = [
     "percentile",
@@ -39,6 +41,10 @@ __all__ = [
     "ThroughputPoint",
     "throughput_curve",
     "best_batch_size",
+    "NOISY_SPREAD",
+    "round_interval",
+    "speedup_over_rounds",
+    "verdict",
     "Comparison",
     "compare",
     "SimulationResult",
@@ -166,6 +172,7 @@ class LatencyResult:
     threads: int
     device: str
     samples_ms: tuple = field(repr=False)
+    allocator: str = "default"
 
     @property
     def items_per_second(self) -> float:
@@ -176,8 +183,62 @@ class LatencyResult:
         return (
             f"batch {self.batch_size}: median {self.median_ms:.3f} ms, p95 {self.p95_ms:.3f} ms, "
             f"p99 {self.p99_ms:.3f} ms ({self.n_samples} calls, {self.threads} threads, "
-            f"{self.device}); {self.items_per_second:,.0f} items/s"
+            f"{self.device}, {self.allocator} allocator); {self.items_per_second:,.0f} items/s"
         )
+
+
+def _time_calls(model, inputs, batch, device, seconds, min_samples) -> list:
+    """Time calls of ``model(*inputs)`` one by one: at least ``min_samples`` of them, for at
+    least ``seconds``. Returns milliseconds per call. On CUDA each call ends with a sync."""
+    samples_ms = []
+    deadline = time.perf_counter() + seconds
+    while len(samples_ms) < min_samples or time.perf_counter() < deadline:
+        _synchronize(device)
+        start = time.perf_counter_ns()
+        _call(model, inputs, batch)
+        _synchronize(device)
+        samples_ms.append((time.perf_counter_ns() - start) / 1e6)
+    return samples_ms
+
+
+def _summary(samples_ms, batch, threads, device, allocator) -> LatencyResult:
+    """Every statistic of a LatencyResult from one list of samples."""
+    samples = np.asarray(samples_ms, dtype=float)
+    return LatencyResult(
+        median_ms=percentile(samples, 50),
+        mean_ms=float(samples.mean()),
+        p90_ms=percentile(samples, 90),
+        p95_ms=percentile(samples, 95),
+        p99_ms=percentile(samples, 99),
+        iqr_ms=percentile(samples, 75) - percentile(samples, 25),
+        n_samples=len(samples),
+        batch_size=batch,
+        threads=threads,
+        device=str(device),
+        samples_ms=tuple(float(s) for s in samples),
+        allocator=allocator,
+    )
+
+
+def _steady_allocator(keep: bool) -> str:
+    """Ask glibc to keep freed memory (:func:`lrlib.optimize.keep_freed_memory`) when
+    ``keep`` is true; say which allocator setting the measurement runs under."""
+    from .optimize import freed_memory_kept, keep_freed_memory
+
+    if keep:
+        keep_freed_memory()
+    return "steady" if freed_memory_kept() else "default"
+
+
+def _check_timing_arguments(warmup, min_run_time, min_samples, threads, inference_mode,
+                            keep_freed_memory):
+    check_int(warmup, "warmup", minimum=1)
+    check_number(min_run_time, "min_run_time", low=0, low_open=True)
+    check_int(min_samples, "min_samples", minimum=1)
+    if threads is not None:
+        check_int(threads, "threads", minimum=1)
+    check_bool(inference_mode, "inference_mode")
+    check_bool(keep_freed_memory, "keep_freed_memory")
 
 
 def measure_latency(
@@ -189,6 +250,8 @@ def measure_latency(
     min_samples: int = 20,
     threads: int | None = None,
     device=None,
+    inference_mode: bool = True,
+    keep_freed_memory: bool = True,
 ) -> LatencyResult:
     """Measure the latency of ``model(example_input)`` correctly.
 
@@ -218,45 +281,34 @@ def measure_latency(
     device : str or torch.device, optional
         Measure on this device (a copy of the model is moved there if needed). Without it,
         model and input must already be on the same device.
-    """
-    check_int(warmup, "warmup", minimum=1)
-    check_number(min_run_time, "min_run_time", low=0, low_open=True)
-    check_int(min_samples, "min_samples", minimum=1)
-    if threads is not None:
-        check_int(threads, "threads", minimum=1)
-    model, inputs, device = _prepare(model, example_input, device)
-    batch = _batch_size(inputs)
+    inference_mode : bool
+        ``False`` times the calls with autograd as the caller left it (notebook 02 uses it
+        to show what inference mode saves).
+    keep_freed_memory : bool
+        ``True`` (the default) first calls :func:`lrlib.optimize.keep_freed_memory`, once
+        per process, so that the measurement sees the steady state of a serving process:
+        glibc keeps freed activations for the next call instead of returning them to the
+        operating system and faulting fresh pages in on every call. It changes the whole
+        process's allocator settings and cannot be undone; ``False`` measures with them as
+        they are (once kept, they stay kept). The result's ``allocator`` says which setting
+        the calls ran under: ``"steady"`` (freed memory kept) or ``"default"``.
+        Measured on the course's 2-core machine, reference CNN at batch 256: about 300 ms
+        per call with glibc's defaults, 172 ms with freed memory kept (notebook 05 shows it).
 
-    with _EvalMode(model, threads), torch.inference_mode():
+    To compare two or more models, use :func:`compare`: it alternates them in rounds.
+    """
+    _check_timing_arguments(warmup, min_run_time, min_samples, threads, inference_mode,
+                            keep_freed_memory)
+    model, inputs, device = _prepare(model, example_input, device)
+    allocator = _steady_allocator(keep_freed_memory)
+    batch = _batch_size(inputs)
+    with _EvalMode(model, threads), torch.inference_mode(inference_mode):
         for _ in range(warmup):
             _call(model, inputs, batch)
         _synchronize(device)
-
-        # CUDA kernels run asynchronously: on a GPU each timed call ends with a sync
-        samples_ms = []
-        deadline = time.perf_counter() + min_run_time
-        while len(samples_ms) < min_samples or time.perf_counter() < deadline:
-            _synchronize(device)
-            start = time.perf_counter_ns()
-            _call(model, inputs, batch)
-            _synchronize(device)
-            samples_ms.append((time.perf_counter_ns() - start) / 1e6)
+        samples_ms = _time_calls(model, inputs, batch, device, min_run_time, min_samples)
         used_threads = torch.get_num_threads()
-
-    samples = np.asarray(samples_ms)
-    return LatencyResult(
-        median_ms=percentile(samples, 50),
-        mean_ms=float(samples.mean()),
-        p90_ms=percentile(samples, 90),
-        p95_ms=percentile(samples, 95),
-        p99_ms=percentile(samples, 99),
-        iqr_ms=percentile(samples, 75) - percentile(samples, 25),
-        n_samples=len(samples),
-        batch_size=batch,
-        threads=used_threads,
-        device=str(device),
-        samples_ms=tuple(float(s) for s in samples),
-    )
+    return _summary(samples_ms, batch, used_threads, device, allocator)
 
 
 # --------------------------------------------------------------------------- throughput
@@ -310,54 +362,237 @@ def best_batch_size(curve, p95_budget_ms: float):
 
 
 # --------------------------------------------------------------------------- comparison
+NOISY_SPREAD = 1.5
+"""A comparison is flagged as noisy when its rounds' speedups span more than this factor
+(the highest over the lowest)."""
+
+
+def round_interval(rounds: int) -> float:
+    """How sure the range of ``rounds`` per-round ratios is to contain the median ratio.
+
+    If the rounds are independent and each ratio is as likely to fall above the median
+    ratio as below it, all of them fall on one side with probability ``2 · 0.5^rounds``; so
+    the range from the lowest to the highest contains it with probability
+    ``1 − 2 · 0.5^rounds`` (the sign-test interval of order statistics): 75% for 3 rounds,
+    94% for 5, 98% for 7.
+    """
+    check_int(rounds, "rounds", minimum=2)
+    return 1 - 2 * 0.5 ** rounds
+
+
+def speedup_over_rounds(baseline_ms, model_ms) -> tuple:
+    """``(speedup, low, high)`` from the per-round medians of two models.
+
+    Round ``r`` gives the ratio ``baseline_ms[r] / model_ms[r]`` (above 1: the model is
+    faster). The speedup is the median of those ratios and ``low``–``high`` their range,
+    an interval with the coverage :func:`round_interval` gives.
+    """
+    try:
+        baseline = np.array([float(ms) for ms in baseline_ms])
+        model = np.array([float(ms) for ms in model_ms])
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"baseline_ms and model_ms must be sequences of milliseconds, got "
+            f"{baseline_ms!r} and {model_ms!r}"
+        ) from None
+    if baseline.shape != model.shape or baseline.ndim != 1 or len(baseline) < 2:
+        raise ValueError(
+            f"baseline_ms and model_ms must be per-round medians of equal length >= 2, got "
+            f"{len(baseline_ms)} and {len(model_ms)} values"
+        )
+    if not (np.all(baseline > 0) and np.all(model > 0)):
+        raise ValueError("per-round medians must be positive milliseconds")
+    ratios = baseline / model
+    return float(np.median(ratios)), float(ratios.min()), float(ratios.max())
+
+
+def verdict(low: float, high: float) -> str:
+    """What an interval of speedups supports: ``"faster"`` (all of it above 1),
+    ``"slower"`` (all below 1) or ``"within noise"`` (it contains 1)."""
+    check_number(low, "low", low=0, low_open=True)
+    check_number(high, "high", low=low)
+    if low > 1:
+        return "faster"
+    if high < 1:
+        return "slower"
+    return "within noise"
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Rows of :func:`compare`; prints as a plain-text table and as HTML in notebooks."""
+    """Rows of :func:`compare`; prints as a plain-text table and as HTML in notebooks.
+
+    Each row is a dict: ``name``, ``median_ms`` and ``p95_ms`` (over every sample of that
+    model), ``speedup`` with its interval ``speedup_low``–``speedup_high`` (against the
+    first model, over rounds), ``verdict``, ``params``, ``flops`` and ``latency`` (the
+    full :class:`LatencyResult`). ``notes`` says where a conclusion is not supported.
+    """
 
     rows: tuple
-    columns = ("model", "median ms", "p95 ms", "speedup", "params", "MFLOPs")
+    rounds: int
+    notes: tuple = ()
+    columns = ("model", "median ms", "p95 ms", "speedup [range over rounds]", "vs first",
+               "params", "MFLOPs")
+
+    def row(self, name: str) -> dict:
+        """The row of the model called ``name``."""
+        for row in self.rows:
+            if row["name"] == name:
+                return row
+        raise KeyError(f"no model called {name!r}; the models are "
+                       f"{[row['name'] for row in self.rows]}")
 
     def _cells(self) -> list:
-        return [
-            [row["name"], f"{row['median_ms']:.3f}", f"{row['p95_ms']:.3f}",
-             f"{row['speedup']:.2f}×", f"{row['params']:,}", f"{row['flops'] / 1e6:,.1f}"]
-            for row in self.rows
-        ]
+        cells = []
+        for i, row in enumerate(self.rows):
+            speedup = (f"{row['speedup']:.2f}×" if i == 0 else
+                       f"{row['speedup']:.2f}× [{row['speedup_low']:.2f}, "
+                       f"{row['speedup_high']:.2f}]")
+            cells.append([row["name"], f"{row['median_ms']:.3f}", f"{row['p95_ms']:.3f}",
+                          speedup, row["verdict"], f"{row['params']:,}",
+                          f"{row['flops'] / 1e6:,.1f}"])
+        return cells
+
+    def _footer(self) -> list:
+        return [f"{self.rounds} alternating rounds; a range covers the speedup with "
+                f"about {100 * round_interval(self.rounds):.0f}% confidence"] + list(self.notes)
 
     def __str__(self) -> str:
-        return text_table(self.columns, self._cells())
+        return "\n".join([text_table(self.columns, self._cells()), *self._footer()])
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
-        return html_table(self.columns, self._cells())
+        lines = "".join(f"<br>{html.escape(line)}" for line in self._footer())
+        return html_table(self.columns, self._cells()) + f"<small>{lines}</small>"
 
 
-def compare(models: dict, example_input, **measure_kwargs) -> Comparison:
-    """Measure several models on the same input, side by side.
-
-    Each row holds the median and p95 latency, the speedup against the *first* model
-    (its median divided by this one's), the parameter count and the FLOPs of one call.
-    """
-    from .profile import count_flops, count_params
-
+def _models_and_inputs(models, example_input) -> list:
+    """``[(name, model, input)]`` from ``{name: model}`` with one shared input, or from
+    ``{name: (model, input)}`` when each model has its own input."""
     check_type(models, "models", dict, "a dict of name -> model")
     if not models:
         raise ValueError("models must be a non-empty dict of name -> model, got {}")
-    rows = []
-    for name, model in models.items():
-        result = measure_latency(model, example_input, **measure_kwargs)
+    entries = []
+    for name, value in models.items():
+        if example_input is None:
+            if not (isinstance(value, tuple) and len(value) == 2):
+                raise TypeError(
+                    f"models[{name!r}] must be a (model, input) pair when example_input is "
+                    f"None, got {type(value).__name__}"
+                )
+            entries.append((str(name), *value))
+        else:
+            entries.append((str(name), value, example_input))
+    return entries
+
+
+def compare(
+    models: dict,
+    example_input=None,
+    *,
+    rounds: int = 7,
+    warmup: int = 10,
+    min_run_time: float = 0.5,
+    min_samples: int = 20,
+    threads: int | None = None,
+    device=None,
+    inference_mode: bool = True,
+    keep_freed_memory: bool = True,
+) -> Comparison:
+    """Measure several models side by side, alternating them in rounds.
+
+    A busy moment of another program slows whatever runs during it. Timing model A for a
+    second and then B for a second lets such a moment fall on one of them only. So after
+    ``warmup`` calls of each and one untimed round (the first timed stretch of a process
+    often runs slow while the processor's clock and caches settle), the time is cut into
+    ``rounds`` rounds; in each round every
+    model is timed for ``min_run_time / rounds`` seconds (and at least
+    ``ceil(min_samples / rounds)`` calls, never fewer than 3), in an order that rotates
+    from round to round.
+
+    * ``median_ms`` and ``p95_ms`` come from all the samples of a model;
+    * the speedup against the *first* model is the median over rounds of the ratio of the
+      two round medians, and the range of those ratios is its interval
+      (:func:`speedup_over_rounds`, :func:`round_interval`);
+    * ``verdict`` is "faster", "slower" or "within noise" (the interval contains 1), and
+      ``notes`` say so in words, as they do when the rounds disagree by more than
+      :data:`NOISY_SPREAD`: then no clean-looking number should be trusted.
+
+    Parameters
+    ----------
+    models : dict
+        ``{name: model}`` measured on ``example_input``, or ``{name: (model, input)}`` with
+        ``example_input=None`` when each needs its own input (a channels_last copy, say).
+    rounds : int
+        At least 2.
+    warmup, min_run_time, min_samples, threads, device, inference_mode, keep_freed_memory
+        As in :func:`measure_latency`; ``min_run_time`` is per model, over all rounds.
+    """
+    from .profile import count_flops, count_params
+
+    entries = _models_and_inputs(models, example_input)
+    _check_timing_arguments(warmup, min_run_time, min_samples, threads, inference_mode,
+                            keep_freed_memory)
+    check_int(rounds, "rounds", minimum=2)
+    allocator = _steady_allocator(keep_freed_memory)
+    prepared = []
+    for name, model, x in entries:
+        model, inputs, used_device = _prepare(model, x, device)
+        prepared.append((name, model, inputs, _batch_size(inputs), used_device))
+
+    per_round = max(3, math.ceil(min_samples / rounds))
+    samples = {name: [] for name, *_ in prepared}
+    round_medians = {name: [] for name, *_ in prepared}
+    with contextlib.ExitStack() as stack:
+        for _, model, *_ in prepared:
+            stack.enter_context(_EvalMode(model, threads))
+        stack.enter_context(torch.inference_mode(inference_mode))
+        for name, model, inputs, batch, used_device in prepared:
+            for _ in range(warmup):
+                _call(model, inputs, batch)
+            _synchronize(used_device)
+        for name, model, inputs, batch, used_device in prepared:      # one untimed round
+            _time_calls(model, inputs, batch, used_device, min_run_time / rounds, per_round)
+        for r in range(rounds):
+            shift = r % len(prepared)
+            for name, model, inputs, batch, used_device in prepared[shift:] + prepared[:shift]:
+                times = _time_calls(model, inputs, batch, used_device,
+                                    min_run_time / rounds, per_round)
+                samples[name].extend(times)
+                round_medians[name].append(percentile(times, 50))
+        used_threads = torch.get_num_threads()
+
+    first = prepared[0][0]
+    rows, notes = [], []
+    for i, (name, model, inputs, batch, used_device) in enumerate(prepared):
+        latency = _summary(samples[name], batch, used_threads, used_device, allocator)
+        if i == 0:
+            speedup, low, high, judged = 1.0, 1.0, 1.0, "baseline"
+        else:
+            speedup, low, high = speedup_over_rounds(round_medians[first], round_medians[name])
+            judged = verdict(low, high)
+            if judged == "within noise":
+                notes.append(f"{name}: within noise of {first} (speedup {low:.2f}–{high:.2f}× "
+                             f"over the rounds); this run shows no speed difference")
+            if high / low > NOISY_SPREAD:
+                notes.append(f"{name}: the rounds disagree ({low:.2f}–{high:.2f}×): the "
+                             f"machine was busy or the calls are too short; rerun on a quiet "
+                             f"machine or with a longer min_run_time")
         rows.append({
-            "name": str(name),
-            "median_ms": result.median_ms,
-            "p95_ms": result.p95_ms,
+            "name": name,
+            "median_ms": latency.median_ms,
+            "p95_ms": latency.p95_ms,
+            "speedup": speedup,
+            "speedup_low": low,
+            "speedup_high": high,
+            "verdict": judged,
             "params": count_params(model) if isinstance(model, nn.Module) else 0,
-            "flops": count_flops(model, example_input),
+            "flops": count_flops(model, inputs),
+            "latency": latency,
         })
-    for row in rows:
-        row["speedup"] = rows[0]["median_ms"] / row["median_ms"]
-    return Comparison(tuple(rows))
+    return Comparison(tuple(rows), rounds, tuple(notes))
 
 
 # --------------------------------------------------------------------------- simulation

@@ -90,39 +90,49 @@ def command_models(args) -> int:
 
 
 # --------------------------------------------------------------------------- lrlib bench
-def _latency_rows(models_by_label: dict, batch_sizes, seconds: float, threads) -> list:
-    from .bench import measure_latency
+def _latency_rows(models_by_label: dict, batch_sizes, seconds: float, threads,
+                  keep_freed_memory: bool = True) -> list:
+    """One row per model and batch size; the models are measured side by side, alternating
+    in rounds (lrlib.bench.compare), and each row after the first carries its speedup."""
+    from .bench import compare
     from .models import IMAGE_SHAPE
 
     rows = []
     for batch in batch_sizes:
         x = torch.randn(batch, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
-        for label, model in models_by_label.items():
-            result = measure_latency(model, x, min_run_time=seconds, threads=threads)
-            rows.append({"model": label, "batch": batch, "median_ms": result.median_ms,
-                         "p95_ms": result.p95_ms, "items_per_second": result.items_per_second})
+        table = compare(models_by_label, x, min_run_time=seconds, threads=threads,
+                        keep_freed_memory=keep_freed_memory)
+        for row in table.rows:
+            rows.append({"model": row["name"], "batch": batch, "median_ms": row["median_ms"],
+                         "p95_ms": row["p95_ms"],
+                         "items_per_second": row["latency"].items_per_second,
+                         "speedup": row["speedup"], "speedup_low": row["speedup_low"],
+                         "speedup_high": row["speedup_high"], "verdict": row["verdict"],
+                         "allocator": row["latency"].allocator})
+        for note in table.notes:
+            print(f"batch {batch}: {note}")
     return rows
 
 
 def _print_latency(rows) -> None:
     from ._table import text_table
 
-    print(text_table(("model", "batch", "median ms", "p95 ms", "items/s"),
+    print(text_table(("model", "batch", "median ms", "p95 ms", "items/s", "speedup [range]"),
                      [[r["model"], str(r["batch"]), f"{r['median_ms']:.3f}", f"{r['p95_ms']:.3f}",
-                       f"{r['items_per_second']:,.0f}"] for r in rows], left_aligned=(0,)))
+                       f"{r['items_per_second']:,.0f}",
+                       f"{r['speedup']:.2f}× [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"]
+                      for r in rows], left_aligned=(0,)))
+    allocator = rows[0]["allocator"] if rows else "default"
+    print("allocator: freed memory kept, as in a serving process (lrlib.optimize.keep_freed_memory)"
+          if allocator == "steady" else "allocator: glibc's default settings")
 
 
 def command_bench(args) -> int:
     from .models import load_reference
 
     _check_model_name(args.model)
-    if args.keep_freed_memory:
-        from .optimize import keep_freed_memory
-
-        kept = keep_freed_memory()
-        print("allocator: freed memory kept (lrlib.optimize.keep_freed_memory)" if kept else
-              "allocator: default (keep_freed_memory works only with glibc on Linux)")
-    rows = _latency_rows({args.model: load_reference(args.model)}, args.batch_sizes, args.seconds, args.threads)
+    rows = _latency_rows({args.model: load_reference(args.model)}, args.batch_sizes, args.seconds,
+                         args.threads, keep_freed_memory=not args.default_allocator)
     _print_latency(rows)
     return 0
 
@@ -206,10 +216,11 @@ def command_compress(args) -> int:
     rows = _latency_rows({"original": original, "compressed": compressed.eval()}, args.batch_sizes,
                          args.seconds, args.threads)
     _print_latency(rows)
-    for batch in args.batch_sizes:
-        before, after = (next(r["median_ms"] for r in rows if r["model"] == m and r["batch"] == batch)
-                         for m in ("original", "compressed"))
-        print(f"batch {batch}: measured speedup {before / after:.2f}x")
+    for row in rows:
+        if row["model"] == "compressed":
+            print(f"batch {row['batch']}: measured speedup {row['speedup']:.2f}x "
+                  f"[{row['speedup_low']:.2f}, {row['speedup_high']:.2f} over rounds]: "
+                  f"{row['verdict']}")
 
     # deploy.save_compressed writes into a temporary folder and renames it into place
     deploy.save_compressed(
@@ -241,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 8, 32], metavar="N,N,…")
     bench_parser.add_argument("--seconds", type=_positive_float, default=0.5, help="timing per phase")
     bench_parser.add_argument("--threads", type=int, default=None)
-    bench_parser.add_argument("--keep-freed-memory", action="store_true",
-                              help="keep freed memory in the process (glibc), as a server would "
+    bench_parser.add_argument("--default-allocator", action="store_true",
+                              help="measure with glibc's default settings; without it, freed "
+                                   "memory is kept in the process as in a serving process "
                                    "(lrlib.optimize.keep_freed_memory)")
     bench_parser.set_defaults(run=command_bench)
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from .validate import check_bool, check_int, check_number, check_tensor, check_type
 
-__all__ = ["fold_batchnorm", "fold_batchnorms", "freeze", "keep_freed_memory"]
+__all__ = ["fold_batchnorm", "fold_batchnorms", "freeze", "keep_freed_memory", "freed_memory_kept"]
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -151,6 +151,7 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     (glibc stops adapting its thresholds), so call it once, at the start of a process that
     serves or benchmarks a model.
     """
+    global _freed_memory_kept
     check_int(limit_bytes, "limit_bytes", minimum=1 << 20)          # at least 1 MiB
     if not sys.platform.startswith("linux"):
         return False
@@ -162,8 +163,18 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     limit = min(limit_bytes, 2**31 - 1)
     if not mallopt(_M_TRIM_THRESHOLD, limit):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, limit) or
+    kept = bool(mallopt(_M_MMAP_THRESHOLD, limit) or
                 mallopt(_M_MMAP_THRESHOLD, min(limit, _GLIBC_MMAP_THRESHOLD_MAX)))
+    _freed_memory_kept = _freed_memory_kept or kept
+    return kept
+
+
+_freed_memory_kept = False
+
+
+def freed_memory_kept() -> bool:
+    """Whether :func:`keep_freed_memory` has taken effect in this process."""
+    return _freed_memory_kept
 
 
 def _fold_children(module: nn.Module) -> None:

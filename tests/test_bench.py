@@ -1,5 +1,7 @@
 """lrlib.bench: percentiles, latency measurement, throughput, comparison, simulation."""
 
+import platform
+import sys
 import time
 
 import numpy as np
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from lrlib import bench
+from lrlib import bench, optimize
 
 FAST = dict(warmup=2, min_run_time=0.02, min_samples=5)
 
@@ -244,27 +246,111 @@ def test_best_batch_size():
         bench.best_batch_size([curve[0], (8, 3, 4, 2667)], 10)
 
 
-def test_compare_table(scripted_timing):
-    scripted_timing([1.0] * 3 + [4.0, 5.0, 4.0])       # one-by-one calls: small, then big
+def test_compare_alternates_the_models_in_rounds(scripted_timing):
+    # rounds=2, min_samples=6: 3 calls per model and round, after one untimed round.
+    # Order of the timed stretches: untimed small, big; round 0 small, big; round 1 big, small.
+    scripted_timing([9, 9, 9] + [9, 9, 9]                   # untimed round: not in any statistic
+                    + [1.0, 1.0, 1.0] + [4.0, 5.0, 4.0]     # round 0: ratio 1/4
+                    + [2.0, 2.0, 3.0] + [1.0, 2.0, 1.0])    # round 1 (big first): ratio 1/2
     small, big = nn.Linear(8, 8), nn.Linear(8, 512)
-    table = bench.compare({"small": small, "big": big}, torch.zeros(2, 8), warmup=1,
-                          min_run_time=1e-9, min_samples=3)
+    table = bench.compare({"small": small, "big": big}, torch.zeros(2, 8), warmup=1, rounds=2,
+                          min_run_time=1e-9, min_samples=6)
     first, second = table.rows
     assert [row["name"] for row in table.rows] == ["small", "big"]
-    assert [row["median_ms"] for row in table.rows] == pytest.approx([1.0, 4.0])
-    assert [row["p95_ms"] for row in table.rows] == pytest.approx([1.0, 4.9])
-    assert [row["speedup"] for row in table.rows] == pytest.approx([1.0, 0.25])
+    assert first["latency"].samples_ms == (1.0, 1.0, 1.0, 1.0, 2.0, 1.0)
+    assert second["latency"].samples_ms == (4.0, 5.0, 4.0, 2.0, 2.0, 3.0)
+    assert first["median_ms"] == 1.0 and second["median_ms"] == 3.5
+    assert second["p95_ms"] == pytest.approx(4.75)
+    # speedup: the median of the per-round ratios, 1/4 (round 0) and 1/2 (round 1)
+    assert second["speedup"] == pytest.approx(0.375)
+    assert (second["speedup_low"], second["speedup_high"]) == pytest.approx((0.25, 0.5))
+    assert first["verdict"] == "baseline" and second["verdict"] == "slower"
     assert first["params"] == 72 and second["params"] == 8 * 512 + 512
     assert first["flops"] == 2 * 2 * 8 * 8 and second["flops"] == 2 * 2 * 8 * 512
-    text = str(table)
-    assert text.splitlines()[0].split() == ["model", "median", "ms", "p95", "ms", "speedup",
-                                            "params", "MFLOPs"]
-    assert text.splitlines()[-1].split() == ["big", "4.000", "4.900", "0.25×", "4,608", "0.0"]
-    assert "small" in text and "<table>" in table._repr_html_()
+    lines = str(table).splitlines()
+    assert lines[0].split()[:4] == ["model", "median", "ms", "p95"]
+    assert lines[3].split() == ["big", "3.500", "4.750", "0.38×", "[0.25,", "0.50]", "slower",
+                                "4,608", "0.0"]
+    assert "2 alternating rounds" in lines[4] and "50% confidence" in lines[4]
+    # the rounds disagree by a factor of 2: the table says so
+    assert any("big: the rounds disagree (0.25–0.50×)" in note for note in table.notes)
+    assert table.row("big") is second and "<table>" in table._repr_html_()
+    with pytest.raises(KeyError, match="no model called 'huge'"):
+        table.row("huge")
+
+
+def test_compare_rejects_bad_models():
+    small = nn.Linear(8, 8)
     with pytest.raises(ValueError, match="non-empty dict"):
         bench.compare({}, torch.zeros(1, 8))
     with pytest.raises(TypeError, match="models must be a dict of name -> model, got list"):
         bench.compare([small], torch.zeros(1, 8))
+    with pytest.raises(TypeError, match=r"models\['a'\] must be a \(model, input\) pair"):
+        bench.compare({"a": small})
+    with pytest.raises(ValueError, match="rounds must be an int >= 2, got 1"):
+        bench.compare({"a": small}, torch.zeros(1, 8), rounds=1)
+
+
+def test_speedup_over_rounds_and_its_verdict():
+    speedup, low, high = bench.speedup_over_rounds([2.0, 2.2, 1.8], [1.0, 1.0, 1.2])
+    assert (speedup, low, high) == pytest.approx((2.0, 1.5, 2.2))
+    assert bench.verdict(low, high) == "faster"
+    assert bench.verdict(0.5, 0.9) == "slower"
+    assert bench.verdict(0.95, 1.1) == "within noise" and bench.verdict(1.0, 1.0) == "within noise"
+    with pytest.raises(ValueError, match="equal length >= 2, got 2 and 3"):
+        bench.speedup_over_rounds([1.0, 1.0], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        bench.speedup_over_rounds([1.0, 0.0], [1.0, 1.0])
+
+
+def test_round_interval_is_the_sign_test_coverage():
+    assert bench.round_interval(3) == 0.75 and bench.round_interval(7) == pytest.approx(0.984375)
+    # by simulation: the range of R ratios drawn around a known median covers it that often
+    generator = np.random.default_rng(0)
+    ratios = 2.0 * generator.lognormal(0.0, 0.2, size=(20_000, 5))
+    covered = np.mean((ratios.min(axis=1) < 2.0) & (2.0 < ratios.max(axis=1)))
+    assert covered == pytest.approx(bench.round_interval(5), abs=0.01)
+
+
+class BusyWait:
+    """A synthetic model with a known cost: each call spins for ``ms`` milliseconds times a
+    seeded random factor between 0.8 and 1.2 (so the median cost is exactly ``ms``)."""
+
+    def __init__(self, ms, seed):
+        self.ms, self.generator = ms, np.random.default_rng(seed)
+
+    def __call__(self, x):
+        until = time.perf_counter() + self.ms / 1e3 * self.generator.uniform(0.8, 1.2)
+        while time.perf_counter() < until:
+            pass
+        return x
+
+
+def test_the_interval_contains_the_true_ratio_of_a_known_cost():
+    table = bench.compare({"2 ms": BusyWait(2.0, seed=1), "1 ms": BusyWait(1.0, seed=2)},
+                          torch.zeros(1, 1), warmup=2, min_run_time=0.7, rounds=7)
+    row = table.row("1 ms")
+    assert row["speedup_low"] <= 2.0 <= row["speedup_high"] * 1.01   # 1%: the call overhead
+    assert row["verdict"] == "faster"
+
+
+def test_two_equal_costs_are_reported_as_within_noise():
+    table = bench.compare({"a": BusyWait(1.0, seed=3), "b": BusyWait(1.0, seed=4)},
+                          torch.zeros(1, 1), warmup=2, min_run_time=0.35, rounds=7)
+    assert table.row("b")["verdict"] == "within noise"
+    assert any(note.startswith("b: within noise of a") for note in table.notes)
+    assert "b: within noise of a" in str(table)
+
+
+def test_compare_takes_one_input_per_model_and_can_keep_autograd():
+    linear = Sleeper(0.0)
+    x = torch.zeros(2, 1)
+    table = bench.compare({"plain": (linear, x), "twice as wide": (linear, torch.zeros(4, 1))},
+                          warmup=1, min_run_time=0.01, min_samples=6, rounds=2,
+                          inference_mode=False)
+    assert [row["latency"].batch_size for row in table.rows] == [2, 4]
+    # the timed calls ran with autograd on (count_flops adds calls in inference mode)
+    assert True in linear.grad_enabled and linear.training_seen == {False}
 
 
 # --------------------------------------------------------------------------- simulation
@@ -352,3 +438,14 @@ def test_frozen_torchscript_modules_can_be_measured_and_counted():
     x = torch.zeros(2, 8)
     assert bench.measure_latency(frozen, x, **FAST).batch_size == 2
     assert profile.count_flops(frozen, x) == 2 * 2 * 8 * 16
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="keep_freed_memory acts on glibc's malloc")
+def test_measurements_run_with_freed_memory_kept_by_default():
+    """A serving process keeps its freed activations; by default so does a measurement."""
+    result = bench.measure_latency(nn.Linear(4, 4), torch.zeros(1, 4), **FAST)
+    assert result.allocator == "steady" and optimize.freed_memory_kept()
+    assert "steady allocator" in str(result)
+    table = bench.compare({"a": nn.Linear(4, 4)}, torch.zeros(1, 4), rounds=2, **FAST)
+    assert table.row("a")["latency"].allocator == "steady"

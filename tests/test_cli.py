@@ -22,13 +22,14 @@ def test_bench_prints_a_row_per_batch_size(capsys):
     assert [line.split()[1] for line in lines] == ["1", "4"]
 
 
-def test_bench_keeps_freed_memory_only_when_asked(capsys, monkeypatch):
+def test_bench_keeps_freed_memory_unless_told_not_to(capsys, monkeypatch):
     calls = []
     monkeypatch.setattr(optimize, "keep_freed_memory", lambda: calls.append("called") or True)
-    assert cli.main(["bench", "--model", "mlp", "--batch-sizes", "1", "--seconds", "0.02"]) == 0
-    assert calls == [] and "allocator" not in capsys.readouterr().out
+    monkeypatch.setattr(optimize, "freed_memory_kept", lambda: bool(calls))
     assert cli.main(["bench", "--model", "mlp", "--batch-sizes", "1", "--seconds", "0.02",
-                     "--keep-freed-memory"]) == 0
+                     "--default-allocator"]) == 0
+    assert calls == [] and "allocator: glibc's default settings" in capsys.readouterr().out
+    assert cli.main(["bench", "--model", "mlp", "--batch-sizes", "1", "--seconds", "0.02"]) == 0
     assert calls == ["called"]
     assert "allocator: freed memory kept" in capsys.readouterr().out
 
