@@ -6,6 +6,7 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.env``     -- what machine this is (00)
 * ``lrlib.validate`` -- the argument checks every module shares (00)
 * ``lrlib.checks``  -- one checker per exercise (00 onwards)
+* ``lrlib.claims``  -- what the text says about a measurement, checked as it runs (00 onwards)
 * ``lrlib.data``    -- the shipped Fashion-MNIST subset and synthetic inputs (00)
 * ``lrlib.models``  -- the reference models and their trained weights (00)
 * ``lrlib.train``   -- fit and evaluate loops (00)
@@ -27,7 +28,7 @@ One module per idea; the notebook that introduces each is named in its docstring
 
 __version__ = "0.1.0"
 
-from . import (bench, blocks, checks, compress, data, deploy, env, factorizations, layers,  # noqa: E402
+from . import (bench, blocks, checks, claims, compress, data, deploy, env, factorizations, layers,  # noqa: E402
                models, optimize, profile, rank_rules, sensitivity, svd, tensor, train, validate,
                vbmf, viz)
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "bench",
     "blocks",
     "checks",
+    "claims",
     "compress",
     "data",
     "deploy",

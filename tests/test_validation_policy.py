@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrlib import (bench, blocks, compress, data, deploy, env, factorizations, layers, models, optimize,
+from lrlib import (bench, blocks, claims, compress, data, deploy, env, factorizations, layers, models, optimize,
                    profile, rank_rules, sensitivity, svd, tensor, train, vbmf, viz)
 
 
@@ -256,6 +256,11 @@ OPTIMIZE_CASES = [
     row(optimize.freeze, LINEAR, [1, 2], raises=TypeError, words=["example_input", "list"]),
     row(optimize.freeze, LINEAR, X, check=1, raises=TypeError, words=["check", "1"]),
     row(optimize.freeze, LINEAR, X, atol=-1, raises=ValueError, words=["atol", "-1"]),
+    row(claims.claim, "yes", "text", raises=TypeError, words=["holds", "'yes'"]),
+    row(claims.claim, True, "", raises=ValueError, words=["statement", "empty"]),
+    row(claims.failed_claims, 5, raises=TypeError, words=["text", "int"]),
+    row(claims.difference_is_clear, "0.9", 0.8, 10, raises=TypeError, words=["accuracy_a", "'0.9'"]),
+    row(claims.difference_is_clear, 0.9, 0.8, 10, z=0, raises=ValueError, words=["z", "got 0"]),
     row(optimize.keep_freed_memory, 2.5, raises=TypeError, words=["limit_bytes", "2.5"]),
     row(optimize.keep_freed_memory, 1000, raises=ValueError, words=["limit_bytes", "1000"]),
 ]
@@ -451,6 +456,7 @@ COVERED = {
             "type_only": {"progress_enabled": "None, True and False are all allowed"}},
     models: {"exempt": {"ReferenceModel": "a registry record, built once in lrlib.models"},
              "type_only": {}},
+    claims: {"exempt": {}, "type_only": {"failed_claims": "any text is allowed"}},
     optimize: {"exempt": {"freed_memory_kept": "no arguments"},
                "type_only": {"fold_batchnorms": "takes any module"}},
     viz: {"exempt": {}, "type_only": {"predict": "takes any module and batch"}},
