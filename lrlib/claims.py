@@ -26,8 +26,8 @@ FAILED = "✗ claim does not hold: "
 """The mark a failed claim prints; ``tools/execute_solutions.py`` searches for it."""
 
 
-def claim(holds, statement: str) -> bool:
-    """Print whether ``statement`` holds for this run, and return ``holds``.
+def claim(holds, statement: str) -> None:
+    """Print whether ``statement`` holds for this run.
 
     ``holds`` is the condition computed from the measurement (a bool, numpy's included);
     ``statement`` is the sentence of the text that depends on it.
@@ -37,7 +37,6 @@ def claim(holds, statement: str) -> bool:
     if not statement.strip():
         raise ValueError("statement must say what is claimed, got an empty string")
     print(("✓ " if holds else FAILED) + statement)
-    return bool(holds)
 
 
 def failed_claims(text: str) -> list:

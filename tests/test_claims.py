@@ -23,8 +23,8 @@ def load_tool():
 
 
 def test_a_claim_prints_whether_it_holds(capsys):
-    assert claims.claim(np.float64(2.0) > 1, "two is more than one") is True
-    assert claims.claim(False, "the layer is faster") is False
+    claims.claim(np.float64(2.0) > 1, "two is more than one")
+    claims.claim(False, "the layer is faster")
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["✓ two is more than one", claims.FAILED + "the layer is faster"]
     assert claims.failed_claims("\n".join(lines)) == ["the layer is faster"]
