@@ -13,7 +13,7 @@ Both models of every comparison run in the same process, under the same setting.
    the largest ranks that are multiples of 8 and need at most 1/4 of its FLOPs
    (``lrlib.rank_rules.choose_ranks`` with ``FlopReduction(4, multiple_of=8)``), plus, to show
    what that alignment buys, Tucker-2 at the largest ranks of any value (``FlopReduction(4)``;
-   not part of the goals). Each is timed with ``lrlib.bench.measure_latency`` side by side, in
+   not part of the goals). Each is timed with ``lrlib.bench.compare`` side by side, in
    both memory formats (contiguous NCHW and channels_last NHWC). Printed per row and as a
    median over the grid: measured speedup / predicted speedup (1.0 = the FLOPs tell the
    truth). Goals, median over the grid: Tucker-2 ≥ 0.8, the better CP variant ≥ 0.6.
@@ -24,7 +24,8 @@ Both models of every comparison run in the same process, under the same setting.
    re-estimated (``train.recalibrate_batchnorm``), the model is fine-tuned for 2 epochs and
    BatchNorm is then folded into the chains. Latency at batch 32 against the dense CNN with
    BatchNorm folded, both run three ways (eager contiguous, eager channels_last,
-   ``optimize.freeze``: TorchScript with conv+ReLU fusion), taking turns for 5 rounds; the
+   ``optimize.freeze``: TorchScript with conv+ReLU fusion), taking turns in the alternating
+   rounds of ``lrlib.bench.compare``; the
    speedup compares the fastest way of each, and the original as shipped is printed too. Goal: ≥ 4× lower
    latency with at most 1.0 point lower test accuracy; both numbers are printed.
 """
@@ -57,8 +58,20 @@ CHAINS = (*METHODS, UNALIGNED)
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
+#: Passed to every measurement; ``--default-allocator`` sets keep_freed_memory to False.
+MEASURE = dict(warmup=2, min_samples=3, keep_freed_memory=True)
+
+
 def median_ms(module, x, seconds) -> float:
-    return bench.measure_latency(module, x, warmup=2, min_run_time=seconds, min_samples=3).median_ms
+    return bench.measure_latency(module, x, min_run_time=seconds, **MEASURE).median_ms
+
+
+def side_by_side_ms(candidates: dict, seconds) -> dict:
+    """``{key: median ms}`` of ``{key: (module, input)}``, measured by ``bench.compare``
+    (alternating rounds, the library's one protocol)."""
+    table = bench.compare({str(key): pair for key, pair in candidates.items()},
+                          min_run_time=seconds, **MEASURE)
+    return {key: table.row(str(key))["median_ms"] for key in candidates}
 
 
 def measure_layer(channels, size, batch, seconds, threads=None) -> dict:
@@ -81,8 +94,8 @@ def measure_layer(channels, size, batch, seconds, threads=None) -> dict:
     try:
         for name, memory_format in FORMATS.items():
             x = torch.randn(batch, channels, size, size).to(memory_format=memory_format)
-            times = {key: median_ms(module.to(memory_format=memory_format), x, seconds)
-                     for key, module in modules.items()}
+            times = side_by_side_ms({key: (module.to(memory_format=memory_format), x)
+                                     for key, module in modules.items()}, seconds)
             row[name] = {"ms": times,
                          "ratio": {m: times["dense"] / times[m] / predicted[m] for m in CHAINS}}
     finally:
@@ -133,16 +146,13 @@ def ways_to_run(model, x) -> dict:
             "frozen": (optimize.freeze(model, x), x)}
 
 
-def interleaved_ms(models_by_label: dict, x, seconds, rounds=5) -> dict:
-    """``{label: {way: ms}}``: every model run every way, all taking turns for ``rounds``
-    rounds; each keeps its best median (background work only ever slows a run down)."""
+def interleaved_ms(models_by_label: dict, x, seconds) -> dict:
+    """``{label: {way: median ms}}``: every model run every way, all taking turns in the
+    alternating rounds of ``bench.compare``."""
     runs = {(label, way): prepared for label, model in models_by_label.items()
             for way, prepared in ways_to_run(model, x).items()}
-    best = {}
-    for _ in range(rounds):
-        for key, (module, inputs) in runs.items():
-            best[key] = min(best.get(key, float("inf")), median_ms(module, inputs, seconds))
-    return {label: {way: best[label, way] for (l, way) in best if l == label} for label in models_by_label}
+    ms = side_by_side_ms(runs, seconds)
+    return {label: {way: ms[label, way] for (l, way) in ms if l == label} for label in models_by_label}
 
 
 def rank_rule(spec):
@@ -220,6 +230,7 @@ def main(argv=None) -> int:
                         help="leave glibc's malloc settings alone (no optimize.keep_freed_memory)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
+    MEASURE["keep_freed_memory"] = not args.default_allocator
     kept = False if args.default_allocator else optimize.keep_freed_memory()
     allocator = "freed memory kept (optimize.keep_freed_memory)" if kept else "default"
     print(f"allocator: {allocator}\n")

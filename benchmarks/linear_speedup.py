@@ -7,7 +7,7 @@ the FLOP count predicts?
 
 For every shape ``m × n`` (out × in), batch size ``b`` and FLOP-reduction factor ``f``, the
 rank is ``r = ⌊mn / (f(m + n))⌋`` and, measured side by side in one run with
-``lrlib.bench.measure_latency`` (``--repeats`` alternating measurements, median of each):
+``lrlib.bench.compare`` (``--repeats`` alternating rounds; the speedup's range over them is kept):
 
 * predicted speedup  = dense FLOPs / factorized FLOPs = ``mn / (r(m + n))``
 * measured speedup   = dense median latency / factorized median latency
@@ -56,17 +56,17 @@ def measure_row(m, n, batch, factor, min_run_time, repeats) -> dict:
     rank = rank_for_reduction(m, n, factor)
     low = LowRankLinear.from_linear(dense, rank).eval()
     x = torch.randn(batch, n)
-    settings = dict(warmup=3, min_run_time=min_run_time, min_samples=5)
-    dense_runs, low_runs = [], []
-    for _ in range(repeats):  # alternate, so that a burst of other load hits both alike
-        dense_runs.append(bench.measure_latency(dense, x, **settings).median_ms)
-        low_runs.append(bench.measure_latency(low, x, **settings).median_ms)
-    dense_ms, low_ms = statistics.median(dense_runs), statistics.median(low_runs)
+    # alternating rounds, so that a burst of other load hits both alike
+    table = bench.compare({"dense": dense, "low rank": low}, x, rounds=max(2, repeats), warmup=3,
+                          min_run_time=min_run_time * repeats, min_samples=5)
+    dense_row, low_row = table.rows
     predicted = (m * n) / (rank * (m + n))
-    measured = dense_ms / low_ms
+    measured = low_row["speedup"]
     return {"m": m, "n": n, "batch": batch, "reduction": factor, "rank": rank,
-            "dense_ms": dense_ms, "lowrank_ms": low_ms, "predicted": predicted,
-            "measured": measured, "ratio": measured / predicted}
+            "dense_ms": dense_row["median_ms"], "lowrank_ms": low_row["median_ms"],
+            "predicted": predicted, "measured": measured, "ratio": measured / predicted,
+            "measured_range": [low_row["speedup_low"], low_row["speedup_high"]],
+            "verdict": low_row["verdict"]}
 
 
 def time_svds(size: int = 4096, rank: int = 256) -> dict:

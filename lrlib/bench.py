@@ -43,12 +43,13 @@ __all__ = [
     "best_batch_size",
     "NOISY_SPREAD",
     "round_interval",
-    "speedup_over_rounds",
+    "ratio_range",
     "verdict",
     "Comparison",
     "compare",
     "SimulationResult",
     "simulate_server",
+    "pareto_front",
 ]
 
 
@@ -380,12 +381,12 @@ def round_interval(rounds: int) -> float:
     return 1 - 2 * 0.5 ** rounds
 
 
-def speedup_over_rounds(baseline_ms, model_ms) -> tuple:
-    """``(speedup, low, high)`` from the per-round medians of two models.
+def ratio_range(baseline_ms, model_ms) -> tuple:
+    """``(low, high)``: the range of the per-round speedups of a model over a baseline.
 
-    Round ``r`` gives the ratio ``baseline_ms[r] / model_ms[r]`` (above 1: the model is
-    faster). The speedup is the median of those ratios and ``low``–``high`` their range,
-    an interval with the coverage :func:`round_interval` gives.
+    Round ``r`` gives the ratio ``baseline_ms[r] / model_ms[r]`` of the two models' medians
+    in that round (above 1: the model is faster). The lowest and the highest of them are an
+    interval for the speedup with the coverage :func:`round_interval` gives.
     """
     try:
         baseline = np.array([float(ms) for ms in baseline_ms])
@@ -403,7 +404,7 @@ def speedup_over_rounds(baseline_ms, model_ms) -> tuple:
     if not (np.all(baseline > 0) and np.all(model > 0)):
         raise ValueError("per-round medians must be positive milliseconds")
     ratios = baseline / model
-    return float(np.median(ratios)), float(ratios.min()), float(ratios.max())
+    return float(ratios.min()), float(ratios.max())
 
 
 def verdict(low: float, high: float) -> str:
@@ -424,8 +425,8 @@ class Comparison:
 
     Each row is a dict: ``name``, ``median_ms`` and ``p95_ms`` (over every sample of that
     model), ``speedup`` with its interval ``speedup_low``–``speedup_high`` (against the
-    first model, over rounds), ``verdict``, ``params``, ``flops`` and ``latency`` (the
-    full :class:`LatencyResult`). ``notes`` says where a conclusion is not supported.
+    first model, over rounds), ``verdict``, ``params`` (None for a plain function),
+    ``flops`` and ``latency`` (the full :class:`LatencyResult`). ``notes`` says where a conclusion is not supported.
     """
 
     rows: tuple
@@ -449,7 +450,8 @@ class Comparison:
                        f"{row['speedup']:.2f}× [{row['speedup_low']:.2f}, "
                        f"{row['speedup_high']:.2f}]")
             cells.append([row["name"], f"{row['median_ms']:.3f}", f"{row['p95_ms']:.3f}",
-                          speedup, row["verdict"], f"{row['params']:,}",
+                          speedup, row["verdict"],
+                          "—" if row["params"] is None else f"{row['params']:,}",
                           f"{row['flops'] / 1e6:,.1f}"])
         return cells
 
@@ -513,9 +515,9 @@ def compare(
     from round to round.
 
     * ``median_ms`` and ``p95_ms`` come from all the samples of a model;
-    * the speedup against the *first* model is the median over rounds of the ratio of the
-      two round medians, and the range of those ratios is its interval
-      (:func:`speedup_over_rounds`, :func:`round_interval`);
+    * the speedup against the *first* model is the ratio of the two medians, and its
+      interval is the range of the same ratio round by round (:func:`ratio_range`,
+      :func:`round_interval`);
     * ``verdict`` is "faster", "slower" or "within noise" (the interval contains 1), and
       ``notes`` say so in words, as they do when the rounds disagree by more than
       :data:`NOISY_SPREAD`: then no clean-looking number should be trusted.
@@ -569,9 +571,11 @@ def compare(
     for i, (name, model, inputs, batch, used_device) in enumerate(prepared):
         latency = _summary(samples[name], batch, used_threads, used_device, allocator)
         if i == 0:
+            baseline_ms = latency.median_ms
             speedup, low, high, judged = 1.0, 1.0, 1.0, "baseline"
         else:
-            speedup, low, high = speedup_over_rounds(round_medians[first], round_medians[name])
+            speedup = baseline_ms / latency.median_ms
+            low, high = ratio_range(round_medians[first], round_medians[name])
             judged = verdict(low, high)
             if judged == "within noise":
                 notes.append(f"{name}: within noise of {first} (speedup {low:.2f}–{high:.2f}× "
@@ -588,11 +592,37 @@ def compare(
             "speedup_low": low,
             "speedup_high": high,
             "verdict": judged,
-            "params": count_params(model) if isinstance(model, nn.Module) else 0,
+            "params": count_params(model) if isinstance(model, nn.Module) else None,
             "flops": count_flops(model, inputs),
             "latency": latency,
         })
     return Comparison(tuple(rows), rounds, tuple(notes))
+
+
+# --------------------------------------------------------------------------- choosing
+def pareto_front(points: dict) -> list:
+    """The names on the Pareto front of ``points`` (``{name: (latency, accuracy)}``),
+    fastest first, names of equal latency in the order of ``points``.
+
+    A point ``q`` *dominates* ``p`` when it is at least as fast and at least as accurate,
+    and strictly better in one of the two: ``q_lat ≤ p_lat``, ``q_acc ≥ p_acc`` and
+    ``(q_lat < p_lat or q_acc > p_acc)``. The front is the points no other point
+    dominates, so two identical points both stay. Notebooks 05–07 draw it (Exercise 7.4
+    asks for it).
+    """
+    check_type(points, "points", dict, "a dict of name -> (latency, accuracy)")
+    for name, point in points.items():
+        if not (isinstance(point, (tuple, list)) and len(point) == 2):
+            raise TypeError(f"points[{name!r}] must be a (latency, accuracy) pair, got {point!r}")
+        check_number(point[0], f"points[{name!r}] latency")
+        check_number(point[1], f"points[{name!r}] accuracy")
+
+    def dominates(q, p):
+        return q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1])
+
+    kept = [name for name, p in points.items()
+            if not any(dominates(q, p) for other, q in points.items() if other != name)]
+    return sorted(kept, key=lambda name: points[name][0])     # sorted() keeps ties in order
 
 
 # --------------------------------------------------------------------------- simulation

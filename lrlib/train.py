@@ -19,9 +19,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageSet
-from .validate import check_bool, check_choice, check_int, check_number, check_type
+from .validate import check_bool, check_choice, check_int, check_number, check_tensor, check_type
 
-__all__ = ["fit", "fine_tune", "recalibrate_batchnorm", "evaluate", "EvalResult", "progress_enabled", "SCHEDULES"]
+__all__ = ["fit", "fine_tune", "recalibrate_batchnorm", "evaluate", "EvalResult", "top1_agreement",
+           "progress_enabled", "SCHEDULES"]
 
 #: The learning-rate schedules ``fit`` knows.
 SCHEDULES = ("constant", "cosine")
@@ -243,3 +244,18 @@ def evaluate(model: nn.Module, data, *, batch_size: int = 500, progress=None,
     if seen == 0:
         raise ValueError("data holds no examples")
     return EvalResult(accuracy=correct / seen, loss=total_loss / seen, n=seen)
+
+
+def top1_agreement(logits_a, logits_b) -> float:
+    """The fraction of rows on which two models predict the same class: the mean of
+    ``argmax(logits_a[i]) == argmax(logits_b[i])`` over the ``N`` rows of two ``(N, classes)``
+    tensors. It needs no labels, so it also works on production traffic (notebook 07,
+    Exercise 7.1)."""
+    check_tensor(logits_a, "logits_a", ndim=2)
+    check_tensor(logits_b, "logits_b", ndim=2)
+    if logits_a.shape != logits_b.shape:
+        raise ValueError(f"logits_a and logits_b must have the same shape, got "
+                         f"{tuple(logits_a.shape)} and {tuple(logits_b.shape)}")
+    if logits_a.shape[0] == 0:
+        raise ValueError("logits_a must hold at least one row, got 0")
+    return (logits_a.argmax(dim=1) == logits_b.argmax(dim=1)).double().mean().item()

@@ -261,15 +261,15 @@ def test_compare_alternates_the_models_in_rounds(scripted_timing):
     assert second["latency"].samples_ms == (4.0, 5.0, 4.0, 2.0, 2.0, 3.0)
     assert first["median_ms"] == 1.0 and second["median_ms"] == 3.5
     assert second["p95_ms"] == pytest.approx(4.75)
-    # speedup: the median of the per-round ratios, 1/4 (round 0) and 1/2 (round 1)
-    assert second["speedup"] == pytest.approx(0.375)
+    # speedup: the ratio of the medians; its range: the ratios of rounds 0 (1/4) and 1 (1/2)
+    assert second["speedup"] == pytest.approx(1 / 3.5)
     assert (second["speedup_low"], second["speedup_high"]) == pytest.approx((0.25, 0.5))
     assert first["verdict"] == "baseline" and second["verdict"] == "slower"
     assert first["params"] == 72 and second["params"] == 8 * 512 + 512
     assert first["flops"] == 2 * 2 * 8 * 8 and second["flops"] == 2 * 2 * 8 * 512
     lines = str(table).splitlines()
     assert lines[0].split()[:4] == ["model", "median", "ms", "p95"]
-    assert lines[3].split() == ["big", "3.500", "4.750", "0.38×", "[0.25,", "0.50]", "slower",
+    assert lines[3].split() == ["big", "3.500", "4.750", "0.29×", "[0.25,", "0.50]", "slower",
                                 "4,608", "0.0"]
     assert "2 alternating rounds" in lines[4] and "50% confidence" in lines[4]
     # the rounds disagree by a factor of 2: the table says so
@@ -291,16 +291,16 @@ def test_compare_rejects_bad_models():
         bench.compare({"a": small}, torch.zeros(1, 8), rounds=1)
 
 
-def test_speedup_over_rounds_and_its_verdict():
-    speedup, low, high = bench.speedup_over_rounds([2.0, 2.2, 1.8], [1.0, 1.0, 1.2])
-    assert (speedup, low, high) == pytest.approx((2.0, 1.5, 2.2))
+def test_ratio_range_and_its_verdict():
+    low, high = bench.ratio_range([2.0, 2.2, 1.8], [1.0, 1.0, 1.2])
+    assert (low, high) == pytest.approx((1.5, 2.2))
     assert bench.verdict(low, high) == "faster"
     assert bench.verdict(0.5, 0.9) == "slower"
     assert bench.verdict(0.95, 1.1) == "within noise" and bench.verdict(1.0, 1.0) == "within noise"
     with pytest.raises(ValueError, match="equal length >= 2, got 2 and 3"):
-        bench.speedup_over_rounds([1.0, 1.0], [1.0, 1.0, 1.0])
+        bench.ratio_range([1.0, 1.0], [1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="positive"):
-        bench.speedup_over_rounds([1.0, 0.0], [1.0, 1.0])
+        bench.ratio_range([1.0, 0.0], [1.0, 1.0])
 
 
 def test_round_interval_is_the_sign_test_coverage():
@@ -449,3 +449,35 @@ def test_measurements_run_with_freed_memory_kept_by_default():
     assert "steady allocator" in str(result)
     table = bench.compare({"a": nn.Linear(4, 4)}, torch.zeros(1, 4), rounds=2, **FAST)
     assert table.row("a")["latency"].allocator == "steady"
+
+
+# --------------------------------------------------------------------------- Pareto front
+def brute_force_front(points):
+    """Independent of lrlib: keep p when no other point is <= in latency, >= in accuracy and
+    different from p in at least one of them."""
+    return {name for name, (lat, acc) in points.items()
+            if not any(l2 <= lat and a2 >= acc and (l2, a2) != (lat, acc)
+                       for other, (l2, a2) in points.items() if other != name)}
+
+
+def test_pareto_front_on_the_exercise_cases():
+    from lrlib.checks.nb07_capstone import _pareto_cases
+    for _, points, expected in _pareto_cases():
+        assert bench.pareto_front(points) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text("abcdef", min_size=1, max_size=3),
+                       st.tuples(st.integers(1, 5).map(float), st.integers(0, 5).map(float)),
+                       min_size=1, max_size=8))
+def test_pareto_front_matches_brute_force_and_keeps_identical_points(points):
+    front = bench.pareto_front(points)
+    assert set(front) == brute_force_front(points)
+    assert [points[n][0] for n in front] == sorted(points[n][0] for n in front)
+
+
+def test_pareto_front_rejects_bad_points():
+    with pytest.raises(TypeError, match=r"points\['a'\] must be a \(latency, accuracy\) pair"):
+        bench.pareto_front({"a": 3.0})
+    with pytest.raises(TypeError, match="points must be a dict"):
+        bench.pareto_front([(1.0, 0.5)])

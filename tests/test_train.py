@@ -182,3 +182,14 @@ def test_recalibrate_batchnorm_rejects_bad_arguments():
         train.recalibrate_batchnorm(nn.Linear(2, 2), _toy_problem(8))
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         train.recalibrate_batchnorm(nn.BatchNorm1d(2), _toy_problem(8), batch_size=0)
+
+
+def test_top1_agreement_counts_equal_predictions():
+    a = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 4.0], [1.0, 0.0]])
+    b = torch.tensor([[9.0, 1.0], [4.0, 3.0], [1.0, 4.0], [7.0, -1.0]])    # rows 0 and 3 agree
+    assert train.top1_agreement(a, b) == 0.5
+    assert train.top1_agreement(a, 10 * a + 3) == 1.0                     # a rescaled copy
+    with pytest.raises(ValueError, match=r"same shape, got \(4, 2\) and \(3, 2\)"):
+        train.top1_agreement(a, b[:3])
+    with pytest.raises(TypeError, match="logits_b must be a torch.Tensor"):
+        train.top1_agreement(a, [[1.0, 2.0]])

@@ -100,13 +100,15 @@ BENCH_CASES = [
         words=["inference_mode", "1"]),
     row(bench.round_interval, 5.0, raises=TypeError, words=["rounds", "5.0"]),
     row(bench.round_interval, 1, raises=ValueError, words=["rounds", "got 1"]),
-    row(bench.speedup_over_rounds, 3, [1.0], raises=TypeError, words=["baseline_ms", "3"]),
-    row(bench.speedup_over_rounds, [1.0], [1.0], raises=ValueError, words=["length", "1 and 1"]),
+    row(bench.ratio_range, 3, [1.0], raises=TypeError, words=["baseline_ms", "3"]),
+    row(bench.ratio_range, [1.0], [1.0], raises=ValueError, words=["length", "1 and 1"]),
     row(bench.verdict, "0.9", 1.1, raises=TypeError, words=["low", "'0.9'"]),
     row(bench.verdict, 1.2, 1.1, raises=ValueError, words=["high", "1.1"]),
     row(bench.simulate_server, one_ms, 10.0, max_batch=2.0, raises=TypeError,
         words=["max_batch", "2.0"]),
     row(bench.simulate_server, "fast", 10.0, raises=TypeError, words=["service_ms", "str"]),
+    row(bench.pareto_front, [1.0], raises=TypeError, words=["points", "list"]),
+    row(bench.pareto_front, {"a": (float("nan"), 0.5)}, raises=ValueError, words=["latency", "nan"]),
     row(bench.simulate_server, one_ms, 0, raises=ValueError, words=["arrival_rate", "got 0"]),
     row(bench.simulate_server, one_ms, 10.0, max_wait_ms=-1, raises=ValueError,
         words=["max_wait_ms", "-1"]),
@@ -206,6 +208,8 @@ DATA_CASES = [
 ]
 
 TRAIN_CASES = [
+    row(train.top1_agreement, [[1.0]], torch.zeros(1, 2), raises=TypeError, words=["logits_a", "list"]),
+    row(train.top1_agreement, torch.zeros(3), torch.zeros(3), raises=ValueError, words=["logits_a", "2"]),
     row(train.fit, "model", PAIR, raises=TypeError, words=["model", "'model'"]),
     row(train.fit, LINEAR, PAIR, epochs=1.5, raises=TypeError, words=["epochs", "1.5"]),
     row(train.fit, LINEAR, PAIR, schedule=None, raises=TypeError, words=["schedule", "None"]),
