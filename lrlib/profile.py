@@ -370,7 +370,8 @@ class Roofline:
 
 
 def machine_roofline(*, matmul_sizes=(512, 1024, 2048),
-                     conv_shapes=((32, 128, 128, 14), (32, 256, 256, 14), (64, 128, 256, 7)),
+                     conv_shapes=((32, 128, 128, 14), (32, 256, 256, 14), (64, 128, 256, 7),
+                                  (256, 128, 256, 7)),
                      copy_megabytes: int = 256, dtype=torch.float32, min_run_time: float = 0.3,
                      threads: int | None = None) -> Roofline:
     """Measure this machine's roofline with two kinds of kernel.
