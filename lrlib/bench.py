@@ -517,7 +517,7 @@ def compare(
     * ``median_ms`` and ``p95_ms`` come from all the samples of a model;
     * the speedup against the *first* model is the ratio of the two medians, and its
       interval is the range of the same ratio round by round (:func:`ratio_range`,
-      :func:`round_interval`);
+      :func:`round_interval`), widened to contain the speedup where it falls outside;
     * ``verdict`` is "faster", "slower" or "within noise" (the interval contains 1), and
       ``notes`` say so in words, as they do when the rounds disagree by more than
       :data:`NOISY_SPREAD`: then no clean-looking number should be trusted.
@@ -576,6 +576,9 @@ def compare(
         else:
             speedup = baseline_ms / latency.median_ms
             low, high = ratio_range(round_medians[first], round_medians[name])
+            # the ratio of all samples' medians can fall just outside the rounds' range;
+            # the interval always contains the speedup it is printed with
+            low, high = min(low, speedup), max(high, speedup)
             judged = verdict(low, high)
             if judged == "within noise":
                 notes.append(f"{name}: within noise of {first} (speedup {low:.2f}–{high:.2f}× "

@@ -481,3 +481,17 @@ def test_pareto_front_rejects_bad_points():
         bench.pareto_front({"a": 3.0})
     with pytest.raises(TypeError, match="points must be a dict"):
         bench.pareto_front([(1.0, 0.5)])
+
+
+def test_the_interval_always_contains_the_printed_speedup(scripted_timing):
+    """Pooled medians can give a ratio outside every round's ratio; the interval is widened
+    so that error bars drawn from it are never negative."""
+    # untimed round, then round 0 (a, b) and round 1 (b, a); 3 calls each
+    scripted_timing([1] * 6 + [1.0, 4.0, 3.0] + [3.0, 4.0, 4.0]      # round 0: a, then b
+                    + [3.0, 1.0, 3.0] + [2.0, 2.0, 4.0])             # round 1: b, then a
+    table = bench.compare({"a": Counting(), "b": Counting()}, torch.zeros(1, 2), warmup=1,
+                          rounds=2, min_run_time=1e-9, min_samples=6)
+    row = table.row("b")
+    # medians of all samples: a 2.5, b 3; the rounds' ratios are only 3/4 and 2/3
+    assert row["speedup"] == pytest.approx(2.5 / 3)
+    assert (row["speedup_low"], row["speedup_high"]) == pytest.approx((2 / 3, 2.5 / 3))
