@@ -188,6 +188,13 @@ class LatencyResult:
         )
 
 
+def _warm_up(model, inputs, batch, device, calls) -> None:
+    """``calls`` untimed calls (allocation, caches, kernel selection), then a sync."""
+    for _ in range(calls):
+        _call(model, inputs, batch)
+    _synchronize(device)
+
+
 def _time_calls(model, inputs, batch, device, seconds, min_samples) -> list:
     """Time calls of ``model(*inputs)`` one by one: at least ``min_samples`` of them, for at
     least ``seconds``. Returns milliseconds per call. On CUDA each call ends with a sync."""
@@ -226,7 +233,7 @@ def _steady_allocator(keep: bool) -> str:
     ``keep`` is true; say which allocator setting the measurement runs under."""
     from .optimize import freed_memory_kept, keep_freed_memory
 
-    if keep:
+    if keep and not freed_memory_kept():
         keep_freed_memory()
     return "steady" if freed_memory_kept() else "default"
 
@@ -304,9 +311,7 @@ def measure_latency(
     allocator = _steady_allocator(keep_freed_memory)
     batch = _batch_size(inputs)
     with _EvalMode(model, threads), torch.inference_mode(inference_mode):
-        for _ in range(warmup):
-            _call(model, inputs, batch)
-        _synchronize(device)
+        _warm_up(model, inputs, batch, device, warmup)
         samples_ms = _time_calls(model, inputs, batch, device, min_run_time, min_samples)
         used_threads = torch.get_num_threads()
     return _summary(samples_ms, batch, used_threads, device, allocator)
@@ -552,9 +557,7 @@ def compare(
             stack.enter_context(_EvalMode(model, threads))
         stack.enter_context(torch.inference_mode(inference_mode))
         for name, model, inputs, batch, used_device in prepared:
-            for _ in range(warmup):
-                _call(model, inputs, batch)
-            _synchronize(used_device)
+            _warm_up(model, inputs, batch, used_device, warmup)
         for name, model, inputs, batch, used_device in prepared:      # one untimed round
             _time_calls(model, inputs, batch, used_device, min_run_time / rounds, per_round)
         for r in range(rounds):
