@@ -20,12 +20,13 @@ done) is passed through unchanged. What the checkers share is in ``lrlib.checks.
 from .nb00_welcome import exercise_0_1, exercise_0_2
 from .nb01_latency_vs_throughput import exercise_1_1, exercise_1_2, exercise_1_3
 from .nb02_compression_vs_optimization import exercise_2_1, exercise_2_2, exercise_2_3, exercise_2_4
-from .nb03_svd_low_rank import exercise_3_1, exercise_3_2, exercise_3_3, exercise_3_4, exercise_3_5
+from .nb03_svd_low_rank import (exercise_3_1, exercise_3_2, exercise_3_3, exercise_3_4, exercise_3_5,
+                                exercise_3_6)
 from .nb04_tensor_decompositions import exercise_4_1, exercise_4_2, exercise_4_3, exercise_4_4
 from .nb05_decomposing_convolutions import (exercise_5_1, exercise_5_2, exercise_5_3, exercise_5_4,
-                                            exercise_5_5)
+                                            exercise_5_5, exercise_5_6)
 from .nb06_one_by_one_convolutions import exercise_6_1, exercise_6_2, exercise_6_3
-from .nb07_capstone import exercise_7_1, exercise_7_2, exercise_7_3, exercise_7_4
+from .nb07_capstone import exercise_7_1, exercise_7_2, exercise_7_3, exercise_7_4, exercise_7_5
 
 __all__ = [
     "exercise_0_1",
@@ -42,6 +43,7 @@ __all__ = [
     "exercise_3_3",
     "exercise_3_4",
     "exercise_3_5",
+    "exercise_3_6",
     "exercise_4_1",
     "exercise_4_2",
     "exercise_4_3",
@@ -51,6 +53,7 @@ __all__ = [
     "exercise_5_3",
     "exercise_5_4",
     "exercise_5_5",
+    "exercise_5_6",
     "exercise_6_1",
     "exercise_6_2",
     "exercise_6_3",
@@ -58,4 +61,5 @@ __all__ = [
     "exercise_7_2",
     "exercise_7_3",
     "exercise_7_4",
+    "exercise_7_5",
 ]

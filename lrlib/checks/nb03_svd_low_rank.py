@@ -1,4 +1,4 @@
-"""Checkers of notebook ``03_svd_low_rank``: Exercises 3.1 to 3.5."""
+"""Checkers of notebook ``03_svd_low_rank``: Exercises 3.1 to 3.6."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import torch
 from torch import nn
 
 from .core import Case, Failure, as_number, close, outputs_differ, run_cases
+from .pipeline import (Requirement, check_requirements, learner_model, percent, state_of,
+                       test_accuracy, unchanged)
 
-__all__ = ["exercise_3_1", "exercise_3_2", "exercise_3_3", "exercise_3_4", "exercise_3_5"]
+__all__ = ["exercise_3_1", "exercise_3_2", "exercise_3_3", "exercise_3_4", "exercise_3_5",
+           "exercise_3_6", "MLP_BUDGET_FRACTION", "MLP_TARGET_ACCURACY"]
 
 
 def _matrix(m, n, seed):
@@ -208,3 +211,104 @@ def exercise_3_5(rank_for_energy) -> None:
 
     run_cases("3.5", rank_for_energy, cases, mistake,
               f"the energy rank matches on {len(cases)} cases, exact ties included")
+
+
+#: Exercise 3.6: the compressed MLP may keep at most this fraction of the dense parameters …
+MLP_BUDGET_FRACTION = 1 / 32
+#: … and must reach at least this test accuracy (the dense MLP: about 86%).
+MLP_TARGET_ACCURACY = 0.84
+
+
+def low_rank_of(layer) -> int | None:
+    """The rank of a factorized Linear layer: an ``lrlib`` LowRankLinear, or an
+    ``nn.Sequential`` of two ``nn.Linear`` as in Exercise 3.4; None for anything else."""
+    from ..layers import LowRankLinear
+
+    if isinstance(layer, LowRankLinear):
+        return layer.rank
+    children = list(layer.children()) if isinstance(layer, nn.Sequential) else []
+    if (len(children) == 2 and all(isinstance(c, nn.Linear) for c in children)
+            and children[0].out_features == children[1].in_features):
+        return children[0].out_features
+    return None
+
+
+def _factors_of(layer) -> tuple:
+    children = list(layer.children())
+    return children[0].weight.detach().double(), children[-1].weight.detach().double()
+
+
+def _still_truncated(layer, dense_weight: torch.Tensor, rank: int) -> bool:
+    """Whether the factors of ``layer`` still multiply to the truncated SVD of
+    ``dense_weight``: the layer was factorized but never trained."""
+    first, last = _factors_of(layer)
+    U, S, Vh = torch.linalg.svd(dense_weight.double(), full_matrices=False)
+    truncated = (U[:, :rank] * S[:rank]) @ Vh[:rank]
+    return torch.allclose(last @ first, truncated, atol=1e-4)
+
+
+def _factorized_requirement(model, names) -> tuple:
+    ranks = {name: low_rank_of(getattr(model, name, None)) for name in names}
+    described = ", ".join(f"{name} rank {rank}" if rank else
+                          f"{name} {type(getattr(model, name)).__name__}" if hasattr(model, name)
+                          else f"no layer {name}" for name, rank in ranks.items())
+    requirement = Requirement(
+        "fc1 and fc2 factorized", "two low-rank layers each", described,
+        all(ranks.values()),
+        "replace fc1 and fc2 by low-rank layers, e.g. compress.compress(mlp, rank={'fc1': r1, "
+        "'fc2': r2}, method='svd'), which returns a new model")
+    return requirement, ranks
+
+
+def exercise_3_6(small_mlp) -> None:
+    """Check ``small_mlp(mlp, train_set)``: a new model, built from the reference MLP, with
+    ``fc1`` and ``fc2`` factorized (LowRankLinear, or two ``nn.Linear`` in an
+    ``nn.Sequential``), at most 1/32 of the dense parameters, and test accuracy ≥ 84% on the
+    2,000 shipped test images. The reference MLP passed in must come back unchanged.
+
+    The checker loads the reference MLP and the training images itself, calls
+    ``small_mlp`` once (it may fine-tune: a few seconds) and evaluates the result on the
+    test images, which the learner's function never sees.
+    """
+    from .. import data, models, profile
+
+    mlp = models.load_reference("mlp")
+    dense = copy.deepcopy(mlp)                     # the learner's function may change mlp
+    before = state_of(mlp)
+    dense_params = profile.count_params(dense)
+    budget = int(dense_params * MLP_BUDGET_FRACTION)
+    model = learner_model("3.6", small_mlp, mlp, data.fashion_mnist("train"))
+
+    structure, ranks = _factorized_requirement(model, ["fc1", "fc2"])
+    params = profile.count_params(model)
+    fixed = dense_params - sum(getattr(dense, n).weight.numel() for n in ranks)
+    widths = {n: sum(getattr(dense, n).weight.shape) for n in ranks}
+    accuracy = test_accuracy("3.6", model, data.fashion_mnist("test"))
+    if all(ranks.values()) and all(_still_truncated(getattr(model, n), getattr(dense, n).weight, r)
+                                   for n, r in ranks.items()):
+        accuracy_hint = ("the factors are still the truncated SVD of the dense weights: "
+                         "fine-tune them (train.fine_tune); at this budget truncation alone "
+                         "loses several points")
+    else:
+        accuracy_hint = ("fine-tune for longer or at a larger learning rate (lr=1e-3 suits "
+                         "these factors), and try splitting the budget differently between fc1 "
+                         "and fc2; compare your choices on held-out training images (say the "
+                         "last 2,000), not on the test set")
+    requirements = [
+        Requirement("reference MLP unchanged", "unchanged",
+                    "unchanged" if unchanged(mlp, before) else "changed", unchanged(mlp, before),
+                    "work on a copy: compress.compress copies by default; copy.deepcopy(mlp) "
+                    "before fine-tuning or changing layers yourself"),
+        structure,
+        Requirement("parameters", f"≤ {budget:,}", f"{params:,}", params <= budget,
+                    f"a layer of rank r has r·(in + out) weights plus its bias: the budget "
+                    f"allows r1·{widths['fc1']:,} + r2·{widths['fc2']:,} ≤ {budget - fixed:,} "
+                    "(fc3 and the biases take the rest)"),
+        Requirement("test accuracy", f"≥ {percent(MLP_TARGET_ACCURACY)}", percent(accuracy),
+                    accuracy >= MLP_TARGET_ACCURACY - 1e-9, accuracy_hint),
+    ]
+    ranks_text = ", ".join(f"{name} at rank {rank}" for name, rank in ranks.items())
+    check_requirements("3.6", requirements,
+                       f"{ranks_text}: {params:,} parameters (1/{dense_params / params:.1f} of "
+                       f"the dense MLP), test accuracy {percent(accuracy)}; the reference MLP "
+                       "unchanged")

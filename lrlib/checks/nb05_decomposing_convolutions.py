@@ -1,15 +1,19 @@
-"""Checkers of notebook ``05_decomposing_convolutions``: Exercises 5.1 to 5.5."""
+"""Checkers of notebook ``05_decomposing_convolutions``: Exercises 5.1 to 5.6."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
 
 from .core import (Case, Failure, as_number, call, close, failed, outputs_differ, passed,
                    run_cases)
+from .pipeline import (Requirement, check_requirements, learner_model, percent, state_of,
+                       test_accuracy, unchanged)
 
 __all__ = ["exercise_5_1", "exercise_5_2", "exercise_5_3", "exercise_5_4", "exercise_5_5",
-           "speedup_cases"]
+           "exercise_5_6", "speedup_cases", "CNN_FLOP_REDUCTION", "CNN_TARGET_ACCURACY"]
 
 
 def _cp_chain_output(weights4, x, padding):
@@ -335,3 +339,90 @@ def exercise_5_5(sensitivity) -> None:
         raise failed(exercise, case + f", entry {key}", drop, got[key], hint)
     passed(exercise, f"accuracy drops match lrlib's sensitivity scan for {len(expected)} "
                      "(layer, rule) pairs, and the model is unchanged")
+
+
+#: Exercise 5.6: conv2–conv4 together must need at least this many times fewer FLOPs …
+CNN_FLOP_REDUCTION = 6
+#: … and the whole model must reach at least this test accuracy (the dense CNN: 89.3%).
+CNN_TARGET_ACCURACY = 0.875
+_CNN_CONVS = ("conv2", "conv3", "conv4")
+
+
+def is_conv_chain(layer) -> bool:
+    """Whether ``layer`` is a factorized convolution: one of lrlib's chains (SVDConv2d,
+    Tucker2Conv2d, CPConv2d) or an ``nn.Sequential`` of two or more ``nn.Conv2d``."""
+    from ..layers import _ConvChain
+
+    if isinstance(layer, _ConvChain):
+        return True
+    children = list(layer.children()) if isinstance(layer, nn.Sequential) else []
+    return len(children) >= 2 and all(isinstance(c, nn.Conv2d) for c in children)
+
+
+def _chain_text(model, name) -> str:
+    layer = getattr(model, name, None)
+    if layer is None:
+        return f"no layer {name}"
+    rank = getattr(layer, "rank", None)
+    if type(layer) is nn.Conv2d:
+        return f"{name} Conv2d (dense)"
+    kind = type(layer).__name__.removesuffix("Conv2d")        # Tucker2Conv2d -> Tucker2
+    return f"{name} {kind}" + (f" {rank}" if rank is not None else "")
+
+
+def exercise_5_6(compress_cnn) -> None:
+    """Check ``compress_cnn(cnn, train_set)``: a new model, built from the reference CNN, in
+    which conv2, conv3 and conv4 are factorized convolutions that together need at least
+    ``CNN_FLOP_REDUCTION`` (6) times fewer FLOPs than the dense ones, with no BatchNorm layer
+    left (folded, ready to deploy), and test accuracy ≥ 87.5% on the 2,000 shipped test
+    images. The CNN passed in must come back unchanged.
+
+    The checker loads the reference CNN and the training images itself, calls
+    ``compress_cnn`` once (it may fine-tune: several seconds) and evaluates the result, in
+    channels_last, on the test images, which the learner's function never sees.
+    """
+    from .. import data, models, profile
+
+    cnn = models.load_reference("cnn")
+    dense = copy.deepcopy(cnn)                     # the learner's function may change cnn
+    before = state_of(cnn)
+    x1 = data.fashion_mnist("test").images[:1]
+    inputs = profile.layer_inputs(dense, x1, list(_CNN_CONVS))
+    conv_flops = sum(profile.count_flops(getattr(dense, n), inputs[n]) for n in _CNN_CONVS)
+    dense_flops = profile.count_flops(dense, x1)
+    budget = dense_flops - conv_flops + conv_flops / CNN_FLOP_REDUCTION
+    model = learner_model("5.6", compress_cnn, cnn, data.fashion_mnist("train"))
+
+    flops = profile.count_flops(model, x1)
+    accuracy = test_accuracy("5.6", model, data.fashion_mnist("test"))
+    batchnorms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    chains = all(is_conv_chain(getattr(model, n, None)) for n in _CNN_CONVS)
+    requirements = [
+        Requirement("reference CNN unchanged", "unchanged",
+                    "unchanged" if unchanged(cnn, before) else "changed", unchanged(cnn, before),
+                    "work on a copy: compress.compress copies by default; copy.deepcopy(cnn) "
+                    "before recalibrating, fine-tuning or folding in place"),
+        Requirement("conv2–conv4 factorized", "three conv chains",
+                    ", ".join(_chain_text(model, n) for n in _CNN_CONVS), chains,
+                    "replace conv2, conv3 and conv4 by factorized chains (Tucker-2, CP or the "
+                    "channel SVD of this lesson), e.g. with compress.compress(..., include=...)"),
+        Requirement("MFLOPs per image", f"≤ {budget / 1e6:.2f}", f"{flops / 1e6:.2f}",
+                    flops <= budget,
+                    f"the three convolutions hold {conv_flops / 1e6:.1f} of the dense model's "
+                    f"{dense_flops / 1e6:.1f} MFLOPs, and together may keep 1/{CNN_FLOP_REDUCTION} "
+                    "of theirs; a FlopReduction rule per layer sets each layer's share"),
+        Requirement("BatchNorm layers left", "0", str(batchnorms), batchnorms == 0,
+                    "a deployed model has its BatchNorm folded into the layer before it, here "
+                    "the chain's last 1×1 convolution: optimize.fold_batchnorms at the end"),
+        Requirement("test accuracy", f"≥ {percent(CNN_TARGET_ACCURACY)}", percent(accuracy),
+                    accuracy >= CNN_TARGET_ACCURACY - 1e-9,
+                    "three things win accuracy back (section 7): factorize with BatchNorm in "
+                    "place and re-estimate its statistics (train.recalibrate_batchnorm) before "
+                    "folding; fine-tune with BatchNorm active at a rate Tucker-2 tolerates "
+                    "(about 1e-3), for longer or on more images; and spend the budget unevenly: "
+                    "the layers differ in how much accuracy a FLOP costs (section 9's scan)"),
+    ]
+    check_requirements("5.6", requirements,
+                       f"conv2–conv4 need {conv_flops / (flops - dense_flops + conv_flops):.1f}× "
+                       f"fewer FLOPs ({flops / 1e6:.2f} MFLOPs per image in all), no BatchNorm "
+                       f"left, test accuracy {percent(accuracy)}; the reference CNN unchanged")

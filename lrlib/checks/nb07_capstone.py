@@ -1,4 +1,4 @@
-"""Checkers of notebook ``07_capstone``: Exercises 7.1 to 7.4."""
+"""Checkers of notebook ``07_capstone``: Exercises 7.1 to 7.5."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import math
 import torch
 
 from .core import Case, as_number, close, run_cases
+from .pipeline import Requirement, check_requirements, percent, predictions, state_of, unchanged
 
-__all__ = ["exercise_7_1", "exercise_7_2", "exercise_7_3", "exercise_7_4",
-           "agreement_cases", "scan_cases"]
+__all__ = ["exercise_7_1", "exercise_7_2", "exercise_7_3", "exercise_7_4", "exercise_7_5",
+           "agreement_cases", "scan_cases", "SHIP_TARGET"]
 
 
 def agreement_cases():
@@ -317,3 +318,114 @@ def exercise_7_4(pareto_front) -> None:
     run_cases("7.4", pareto_front, cases, mistake,
               "Pareto fronts match on 5 cases (equal latencies, equal accuracies and identical "
               "points included)")
+
+
+#: Exercise 7.5: what the shipped CNN must reach. ``speedup``: median latency at batch
+#: ``batch`` of the model as shipped over that of the reloaded model in channels_last, both
+#: measured by the checker side by side (``bench.compare``); ``max_drop``: test accuracy
+#: lost, as a fraction; ``agreement``: top-1 agreement with the model as shipped;
+#: ``size``: the weights file may take at most this fraction of the dense state_dict's bytes.
+SHIP_TARGET = {"speedup": 2.5, "batch": 32, "max_drop": 0.005, "agreement": 0.95, "size": 0.25}
+
+
+def _file_bytes_of_state(model) -> int:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def _reload(folder):
+    """``deploy.load_compressed(folder)``, or the error it raised."""
+    from ..deploy import load_compressed
+
+    try:
+        return load_compressed(folder), None
+    except Exception as error:                       # the learner's folder may hold anything
+        return None, f"{type(error).__name__}: {error}"
+
+
+def exercise_7_5(ship) -> None:
+    """Check ``ship(cnn, train_set, folder)``: it compresses the reference CNN and saves the
+    result with ``deploy.save_compressed`` into ``folder`` (a path that does not exist yet).
+    The checker then reloads the folder with ``deploy.load_compressed`` (no code of the
+    learner's runs any more) and checks, against :data:`SHIP_TARGET`: no BatchNorm left;
+    test accuracy at most 0.5 point below the model as shipped and top-1 agreement with it
+    ≥ 95% on the 2,000 shipped test images; a weights file at most a quarter of the dense
+    state_dict; and a median latency at batch 32, in channels_last, at least 2.5× below the
+    model as shipped, measured side by side with ``bench.compare`` on this machine. The CNN
+    passed in must come back unchanged.
+
+    The speedup is the one requirement that is measured rather than counted: on a busy
+    machine it can come out lower than it is. The table shows its range over the rounds.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .. import bench, data, models
+    from .core import call
+
+    cnn = models.load_reference("cnn")
+    dense = copy.deepcopy(cnn)
+    before = state_of(cnn)
+    test_set = data.fashion_mnist("test")
+    dense_predicted = predictions("7.5", dense, test_set)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "shipped-cnn"
+        call("7.5", ship, "the reference CNN, the training images and a new folder", cnn,
+             data.fashion_mnist("train"), folder)
+        shipped, error = _reload(folder)
+        file_bytes = (folder / "model.pt").stat().st_size if shipped is not None else None
+    if shipped is None:
+        raise AssertionError(
+            f"Exercise 7.5: deploy.load_compressed could not reload the folder your function "
+            f"wrote\n  got:      {error}\n  hint: save the compressed model with "
+            "deploy.save_compressed(model, folder, base_model='cnn', structure="
+            "deploy.factorized_structure(report), batchnorm_folded=True) (section 7)")
+    shipped = shipped.to(memory_format=torch.channels_last)
+    predicted = predictions("7.5", shipped, test_set)
+    dense_accuracy = (dense_predicted == test_set.labels).double().mean().item()
+    accuracy = (predicted == test_set.labels).double().mean().item()
+    agreement = (predicted == dense_predicted).double().mean().item()
+    batchnorms = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in shipped.modules())
+    size_limit = SHIP_TARGET["size"] * _file_bytes_of_state(dense)
+    x = test_set.images[:SHIP_TARGET["batch"]]
+    table = bench.compare({"as shipped": (dense, x),
+                           "yours": (shipped, x.contiguous(memory_format=torch.channels_last))},
+                          rounds=5, warmup=3, min_run_time=0.1, min_samples=5)
+    row = table.row("yours")
+    speedup = row["speedup"]
+    drop = dense_accuracy - accuracy
+    requirements = [
+        Requirement("reference CNN unchanged", "unchanged",
+                    "unchanged" if unchanged(cnn, before) else "changed", unchanged(cnn, before),
+                    "work on a copy: compress.compress copies by default"),
+        Requirement("BatchNorm layers left", "0", str(batchnorms), batchnorms == 0,
+                    "fold them (optimize.fold_batchnorms) before saving, and pass "
+                    "batchnorm_folded=True to save_compressed"),
+        Requirement("accuracy lost", f"≤ {100 * SHIP_TARGET['max_drop']:.2f} points",
+                    f"{100 * drop:.2f} points ({percent(accuracy)})",
+                    drop <= SHIP_TARGET["max_drop"] + 1e-9,
+                    "recalibrate BatchNorm and fine-tune before folding (section 4); a plan "
+                    "that cuts fewer FLOPs in the layers the scan found sensitive loses less"),
+        Requirement("top-1 agreement", f"≥ {percent(SHIP_TARGET['agreement'])}", percent(agreement),
+                    agreement >= SHIP_TARGET["agreement"],
+                    "the compressed model must predict what the original predicted, not only "
+                    "score as well: fine-tune longer, or compress the sensitive layers less"),
+        Requirement("weights file", f"≤ {size_limit / 1024:,.0f} KB",
+                    f"{file_bytes / 1024:,.0f} KB", file_bytes <= size_limit,
+                    "the bytes are in conv3 and conv4: smaller Tucker-2 ranks there"),
+        Requirement(f"speedup at batch {SHIP_TARGET['batch']} (measured)",
+                    f"≥ {SHIP_TARGET['speedup']:g}×",
+                    f"{speedup:.2f}× (rounds: {row['speedup_low']:.2f}–{row['speedup_high']:.2f}×)",
+                    speedup >= SHIP_TARGET["speedup"],
+                    "the time is in conv2–conv4 (section 1's table): cut more of their FLOPs, "
+                    "and remember the layers you do not touch (Amdahl). If the rounds' range "
+                    "is wide or reaches the target, the machine was busy: run the check again"),
+    ]
+    check_requirements("7.5", requirements,
+                       f"reloaded from the folder, {speedup:.2f}× faster at batch "
+                       f"{SHIP_TARGET['batch']} (measured), {100 * drop:.2f} points of accuracy "
+                       f"lost, {percent(agreement)} agreement, {file_bytes / 1024:,.0f} KB of "
+                       "weights; the reference CNN unchanged")
