@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from ._table import html_table, text_table
+from .calibration import CalibrationStatistics, collect_statistics
+from .data_aware import relative_output_error
 from .factorizations import check_method, resolve
 from .layers import LowRankLinear, check_conv, dense_flops
 from .profile import layer_inputs
@@ -59,11 +61,15 @@ class CompressionReport:
     ``predicted`` is the FLOP ratio before/after; ``measured`` the latency ratio of the dense
     layer to its replacement on the layer's own input (with ``measure=True``); ``weight err.``
     is ``‖W − Ŵ‖_F / ‖W‖_F`` and ``output err.`` the same for the layer's outputs on the
-    input it sees in the model (with ``example_input``). ``warnings`` lists what puts the
-    compressed model at risk; they are printed below the table."""
+    input it sees in the model (with ``example_input``). With ``calibration=`` a column
+    ``calib. err.`` gives the relative output error on all the calibration inputs,
+    ``‖(W − Ŵ) X‖_F / ‖W X‖_F`` from their Gram matrix, and ``calibration`` holds the
+    statistics (:class:`lrlib.calibration.CalibrationStatistics`). ``warnings`` lists what
+    puts the compressed model at risk; they are printed below the table."""
 
     rows: list
     warnings: list = field(default_factory=list)
+    calibration: object = None
 
     columns = ("layer", "shape", "method", "rank", "params before", "params after",
                "MFLOPs before", "MFLOPs after", "predicted", "measured", "weight err.",
@@ -85,6 +91,15 @@ class CompressionReport:
     def flops_after(self):
         return _sum_or_none(row["flops_after"] for row in self.rows)
 
+    @property
+    def _calibrated(self) -> bool:
+        return any(row.get("calibration_error") is not None for row in self.rows)
+
+    def _columns(self) -> tuple:
+        if not self._calibrated:
+            return self.columns
+        return self.columns[:-1] + ("calib. err.", self.columns[-1])
+
     def _cells(self) -> list:
         cells = []
         for row in self.rows:
@@ -98,21 +113,32 @@ class CompressionReport:
                 f"{row['relative_error']:.4f}",
                 "–" if row["output_error"] is None else f"{row['output_error']:.4f}", row["note"],
             ])
+            if self._calibrated:
+                error = row.get("calibration_error")
+                cells[-1].insert(-1, "–" if error is None else f"{error:.4f}")
         cells.append(["total", "", "", "", f"{self.params_before:,}", f"{self.params_after:,}",
                       _mflops(self.flops_before), _mflops(self.flops_after),
-                      _ratio(self.flops_before, self.flops_after), "", "", "", ""])
+                      _ratio(self.flops_before, self.flops_after), "", "", "", ""]
+                     + ([""] if self._calibrated else []))
         return cells
 
     def __str__(self) -> str:
-        table = text_table(self.columns, self._cells(), left_aligned=(0, 1, 2, 12))
-        return "\n".join([table, *(f"warning: {text}" for text in self.warnings)])
+        columns = self._columns()
+        table = text_table(columns, self._cells(), left_aligned=(0, 1, 2, len(columns) - 1))
+        lines = [table]
+        if self.calibration is not None:
+            lines.append(f"calibration: {self.calibration.batches} batch(es), "
+                         f"{self.calibration.nbytes / 2 ** 20:.1f} MiB of statistics"
+                         + "".join(f"; {name} skipped: {why}"
+                                   for name, why in self.calibration.skipped.items()))
+        return "\n".join([*lines, *(f"warning: {text}" for text in self.warnings)])
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
         warnings = "".join(f"<p><b>warning:</b> {html.escape(text)}</p>" for text in self.warnings)
-        return html_table(self.columns, self._cells()) + warnings
+        return html_table(self._columns(), self._cells()) + warnings
 
 
 def _sum_or_none(values):
@@ -250,7 +276,7 @@ def _measured_speedup(dense: nn.Module, factorized: nn.Module, x: torch.Tensor, 
 
 def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=None,
              inplace: bool = False, seed: int = 0, n_iter_max=None, example_input=None,
-             measure: bool = False, measure_seconds: float = 0.2):
+             calibration=None, measure: bool = False, measure_seconds: float = 0.2):
     """Replace the model's Linear and Conv2d layers by factorized ones.
 
     Parameters
@@ -280,6 +306,15 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         A batch the model accepts (real data if possible). With it, the report gives the
         convolutions' FLOPs and predicted speedups and each layer's output error on the
         input it sees, and ``FlopReduction`` rules work on convolutions.
+    calibration : optional
+        Calibration data (anything :func:`lrlib.calibration.collect_statistics` accepts: a
+        tensor, an ``ImageSet``, an ``(images, labels)`` pair, an iterable of batches, of
+        ``(input, label)`` pairs or of dicts of keyword inputs, or a function that runs the
+        model), or statistics already collected. With it the data-aware methods
+        ``"whitened"`` and ``"asvd"`` work, ``"auto"`` uses the whitened SVD for Linear
+        layers and 1×1 convolutions (Tucker-2, for larger kernels, still reads the weights
+        alone), and the report gives each layer's output error on all the calibration
+        inputs.
     measure : bool
         Also time each replaced layer against the dense one on the input it sees in the
         model (needs ``example_input``), for ``measure_seconds`` per phase. Off by default:
@@ -318,6 +353,11 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         else:
             check_finite(layer.weight, f"layer {name!r} weight")
     inputs = layer_inputs(target, example_input, [n for n, _ in selected]) if example_input is not None else {}
+    statistics = None
+    if isinstance(calibration, CalibrationStatistics):
+        statistics = calibration
+    elif calibration is not None:
+        statistics = collect_statistics(target, calibration, include=[n for n, _ in selected])
     scope = _scope_of(every_layer)
     explicit = _explicitly_named(include, rank, method)
     output_layer = names[-1] if names else None
@@ -328,19 +368,29 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
             rows.append(_dense_row(name, layer, "dense", scope[name], inputs.get(name)))
             continue
         rule = rank[name] if isinstance(rank, dict) else rank
+        data_aware = statistics is not None
         if isinstance(method, dict):
-            factorization = resolve(method.get(name, "auto"), layer)
+            factorization = resolve(method.get(name, "auto"), layer, data_aware=data_aware)
         else:
-            factorization = resolve(method, layer, linear_fallback=True)
+            factorization = resolve(method, layer, linear_fallback=True, data_aware=data_aware)
         x = inputs.get(name)
+        layer_statistics = statistics.layers.get(name) if statistics is not None else None
+        if factorization.calibration and layer_statistics is None:
+            why = (statistics.skipped.get(name, "not collected") if statistics is not None
+                   else "no calibration= given")
+            rows.append(_dense_row(name, layer, "dense", f"{factorization.name} needs calibration "
+                                                         f"statistics: {why}", x))
+            continue
         row, factorized = _compress_one(target, name, layer, rule, factorization, x,
-                                        {"seed": seed, "n_iter_max": n_iter_max})
+                                        {"seed": seed, "n_iter_max": n_iter_max,
+                                         "statistics": layer_statistics})
         if factorized is not None:
             factorized_layers[name] = factorized
             if measure:
                 row["measured_speedup"] = _measured_speedup(layer, factorized, x, measure_seconds)
         rows.append(row)
-    return target, CompressionReport(rows, _warnings(target, rows, factorized_layers, output_layer))
+    return target, CompressionReport(rows, _warnings(target, rows, factorized_layers, output_layer),
+                                     statistics)
 
 
 def _flops_or_none(layer: nn.Module, input_hw):
@@ -364,7 +414,7 @@ def _dense_row(name: str, layer: nn.Module, method: str, note: str, x) -> dict:
     return {"layer": name, "shape": tuple(layer.weight.shape), "method": method, "rank": None,
             "params_before": params, "params_after": params, "flops_before": flops,
             "flops_after": flops, "measured_speedup": None, "relative_error": 0.0,
-            "output_error": None, "note": note}
+            "output_error": None, "calibration_error": None, "note": note}
 
 
 def _output_error(dense: nn.Module, factorized: nn.Module, x) -> float | None:
@@ -401,5 +451,11 @@ def _compress_one(target, name, layer, rule, factorization, x, options) -> tuple
                    relative_error=relative_error(factorized.to_dense().weight, weight),
                    flops_after=_flops_or_none(factorized, input_hw),
                    output_error=_output_error(layer, factorized, x))
+        statistics = options.get("statistics")
+        if statistics is not None:
+            rows = weight.shape[0]
+            row["calibration_error"] = relative_output_error(
+                weight.reshape(rows, -1), factorized.to_dense().weight.reshape(rows, -1),
+                statistics.gram, bias=layer.bias, input_sum=statistics.total, count=statistics.count)
     target.set_submodule(name, factorized)
     return row, factorized

@@ -17,10 +17,17 @@ module, so adding a method means one class and one entry in :data:`REGISTRY`.
 | ``tucker2``      | –                             | ``Tucker2Conv2d`` (Kim et al. 2016)      |
 | ``cp-fused``     | –                             | ``CPConv2d``, one depthwise k×k step     |
 | ``cp-separable`` | –                             | ``CPConv2d``, k×1 then 1×k (Lebedev 2015)|
+| ``whitened``     | ``LowRankLinear``, whitened   | ``SVDConv2d``, whitened by the patches   |
+| ``asvd``         | ``LowRankLinear``, ASVD       | ``SVDConv2d``, ASVD                      |
+
+``whitened`` (Chen et al. 2021; Wang et al. 2024) and ``asvd`` (Yuan et al. 2023) are
+data-aware (:mod:`lrlib.data_aware`): they need the statistics of the layer's calibration
+inputs (:mod:`lrlib.calibration`), which ``compress(..., calibration=...)`` collects.
 
 Two more names choose among those: ``"cp"`` is the default CP chain
 (:data:`lrlib.layers.DEFAULT_CP_IMPLEMENTATION`), and ``"auto"`` is SVD for Linear layers
-and 1×1 convolutions, Tucker-2 for larger kernels.
+and 1×1 convolutions (the whitened SVD when calibration data is given), Tucker-2 for larger
+kernels.
 """
 
 from __future__ import annotations
@@ -60,15 +67,29 @@ class Factorization:
     iterative: bool = False
     spectral_modes: tuple = (0,)
     fine_tune_lr: float = 3e-4
+    calibration: str | None = None
 
-    def build(self, layer: nn.Module, rank, *, seed=0, n_iter_max=None) -> nn.Module:
+    def build(self, layer: nn.Module, rank, *, seed=0, n_iter_max=None, statistics=None) -> nn.Module:
         """Factorize the trained ``layer`` at ``rank``; ``layer`` is not changed.
         ``n_iter_max`` caps the sweeps of an iterative method (default: its own); the SVDs
-        have none and ignore it."""
+        have none and ignore it. A data-aware method (``calibration`` is ``"gram"`` or
+        ``"mean_abs"``) needs ``statistics``, the layer's
+        :class:`lrlib.calibration.LayerStatistics`; the others ignore them."""
         options = {**self.structure, **self.algorithm}
         if self.iterative and n_iter_max is not None:
             options["n_iter_max"] = n_iter_max
+        if self.calibration == "gram":
+            options["input_gram"] = self._statistics(statistics).gram
+        elif self.calibration == "mean_abs":
+            options["input_mean_abs"] = self._statistics(statistics).mean_abs
         return self.layer_class.from_dense(layer, rank, seed=seed, **options)
+
+    def _statistics(self, statistics):
+        if statistics is None:
+            raise ValueError(f"method {self.name!r} is data-aware: it needs the statistics of the "
+                             "layer's calibration inputs; pass calibration= to compress (or "
+                             "lrlib.calibration.collect_statistics(...)[name] here)")
+        return statistics
 
     def like(self, layer: nn.Module, rank, *, device=None, dtype=None) -> nn.Module:
         """An untrained factorized layer with ``layer``'s geometry and ``rank``."""
@@ -95,10 +116,15 @@ REGISTRY = {
     ("cp-separable", nn.Conv2d): Factorization("cp-separable", CPConv2d, nn.Conv2d,
                                                structure={"implementation": "separable"},
                                                iterative=True, spectral_modes=(), fine_tune_lr=1e-5),
+    ("whitened", nn.Linear): Factorization("whitened", LowRankLinear, nn.Linear, calibration="gram"),
+    ("whitened", nn.Conv2d): Factorization("whitened", SVDConv2d, nn.Conv2d, calibration="gram"),
+    ("asvd", nn.Linear): Factorization("asvd", LowRankLinear, nn.Linear, calibration="mean_abs"),
+    ("asvd", nn.Conv2d): Factorization("asvd", SVDConv2d, nn.Conv2d, calibration="mean_abs"),
 }
 
 #: Every name ``method=`` accepts: the registry's, plus ``"cp"`` and ``"auto"``.
-METHODS = ("auto", "svd", "randomized", "tucker2", "cp", "cp-separable", "cp-fused")
+METHODS = ("auto", "svd", "randomized", "tucker2", "cp", "cp-separable", "cp-fused", "whitened",
+           "asvd")
 
 
 def check_method(method, name: str = "method"):
@@ -115,17 +141,21 @@ def _dense_type(layer) -> type:
     return nn.Linear if isinstance(layer, nn.Linear) else nn.Conv2d
 
 
-def resolve(method: str, layer: nn.Module, *, linear_fallback: bool = False) -> Factorization:
+def resolve(method: str, layer: nn.Module, *, linear_fallback: bool = False,
+            data_aware: bool = False) -> Factorization:
     """The :class:`Factorization` that ``method`` means for ``layer``.
 
-    ``"auto"``: SVD for a Linear layer or a 1×1 convolution, Tucker-2 for a larger kernel;
+    ``"auto"``: SVD for a Linear layer or a 1×1 convolution (the whitened SVD when
+    ``data_aware``, i.e. calibration data is at hand), Tucker-2 for a larger kernel;
     ``"cp"``: the default CP chain. A convolution-only method (Tucker-2, CP) on a Linear
     layer is an error, unless ``linear_fallback=True`` (a method named for a whole model:
-    its Linear layers then get SVD, the one factorization of a matrix)."""
+    its Linear layers then get SVD, the one factorization of a matrix, whitened when
+    ``data_aware``)."""
     check_choice(method, "method", METHODS)
     kind = _dense_type(layer)
+    svd = "whitened" if data_aware else "svd"
     if method == "auto":
-        method = "svd" if kind is nn.Linear or layer.kernel_size == (1, 1) else "tucker2"
+        method = svd if kind is nn.Linear or layer.kernel_size == (1, 1) else "tucker2"
     elif method == "cp":
         method = "cp-" + DEFAULT_CP_IMPLEMENTATION
     if (method, kind) not in REGISTRY:
@@ -133,7 +163,7 @@ def resolve(method: str, layer: nn.Module, *, linear_fallback: bool = False) -> 
             allowed = sorted({name for name, dense in REGISTRY if dense is kind})
             raise ValueError(f"method {method!r} does not apply to an nn.{kind.__name__}; "
                              f"methods for it: {allowed}")
-        method = "svd"
+        method = svd
     return REGISTRY[method, kind]
 
 

@@ -37,6 +37,7 @@ import math
 import torch
 from torch import nn
 
+from .data_aware import DEFAULT_ALPHA, activation_aware_factors, whitened_factors
 from .svd import check_rank, randomized_svd, truncated_svd
 from .validate import check_choice, check_finite, check_int, check_positive_ints, check_type
 
@@ -49,11 +50,24 @@ __all__ = ["LowRankLinear", "SVDConv2d", "Tucker2Conv2d", "CPConv2d", "check_con
 SVD_ALGORITHMS = ("svd", "randomized")
 
 
-def _svd_factors(matrix: torch.Tensor, rank: int, algorithm: str, seed):
-    """``(first, last)`` with ``last @ first`` the best rank-``rank`` approximation of
-    ``matrix`` (float64), the singular values split evenly: ``first = √S Vᴴ``,
-    ``last = U √S``, so both factors get similar scales (which suits fine-tuning)."""
+def _svd_factors(matrix: torch.Tensor, rank: int, algorithm: str, seed, *, input_gram=None,
+                 input_mean_abs=None, alpha: float = DEFAULT_ALPHA):
+    """``(first, last)`` with ``last @ first`` a rank-``rank`` approximation of ``matrix``
+    (float64), the singular values split evenly: ``first = √S Vᴴ``, ``last = U √S``, so both
+    factors get similar scales (which suits fine-tuning).
+
+    Without calibration statistics it is the best approximation of the weights (the truncated
+    SVD, exact or randomized). With ``input_gram`` it is the whitened SVD, the best
+    approximation of the outputs on the calibration inputs; with ``input_mean_abs`` the
+    activation-aware SVD (see :mod:`lrlib.data_aware`)."""
     check_choice(algorithm, "algorithm", SVD_ALGORITHMS)
+    if input_gram is not None and input_mean_abs is not None:
+        raise ValueError("pass input_gram (whitened SVD) or input_mean_abs (activation-aware SVD), "
+                         "not both")
+    if input_gram is not None:
+        return whitened_factors(matrix, input_gram, rank)
+    if input_mean_abs is not None:
+        return activation_aware_factors(matrix, input_mean_abs, rank, alpha=alpha)
     if algorithm == "svd":
         U, S, Vh = truncated_svd(matrix, rank)
     else:
@@ -96,18 +110,26 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int, *, algorithm: str = "svd",
-                    seed=0) -> "LowRankLinear":
+                    seed=0, input_gram=None, input_mean_abs=None,
+                    alpha: float = DEFAULT_ALPHA) -> "LowRankLinear":
         """Factorize a trained ``nn.Linear`` at ``rank`` (``1 ≤ rank ≤ min(m, n)``);
         ``linear`` is not changed.
 
         ``algorithm="svd"`` truncates the exact SVD; ``"randomized"`` uses the randomized
         SVD of Halko, Martinsson & Tropp (2011), reproducible through ``seed``. The SVD is
         computed in float64 and the factors are cast back to the layer's dtype.
+
+        Data-aware (:mod:`lrlib.data_aware`, statistics from
+        :func:`lrlib.calibration.collect_statistics`): ``input_gram`` (``n × n``, the Gram
+        matrix of the layer's calibration inputs) gives the whitened SVD, the rank-``rank``
+        layer with the smallest output error on those inputs; ``input_mean_abs`` (``n``)
+        gives the activation-aware SVD with exponent ``alpha``.
         """
         check_type(linear, "linear", nn.Linear)
         weight = check_finite(linear.weight.detach(), "linear.weight")
         check_rank(rank, weight.shape)
-        first, last = _svd_factors(weight.double(), rank, algorithm, seed)
+        first, last = _svd_factors(weight.double(), rank, algorithm, seed, input_gram=input_gram,
+                                   input_mean_abs=input_mean_abs, alpha=alpha)
         layer = cls.like(linear, rank)
         with torch.no_grad():
             layer.first.weight.copy_(first)
@@ -371,16 +393,25 @@ class SVDConv2d(_ConvChain):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, rank: int, *, algorithm: str = "svd",
-                  seed=0) -> "SVDConv2d":
+                  seed=0, input_gram=None, input_mean_abs=None,
+                  alpha: float = DEFAULT_ALPHA) -> "SVDConv2d":
         """Factorize a trained ``conv`` at channel rank ``rank`` (``1 ≤ R ≤ min(C_out,
         C_in k_h k_w)``) by the SVD of its unfolded kernel (exact, or ``algorithm=
         "randomized"``), computed in float64, with the singular values split evenly
-        (``√S`` into each factor). ``conv`` is not changed."""
+        (``√S`` into each factor). ``conv`` is not changed.
+
+        Data-aware, as for :meth:`LowRankLinear.from_linear`: the convolution is the product
+        of its unfolded kernel with the input patches, so ``input_gram`` is the
+        ``C_in k_h k_w``-square Gram matrix of the patches (``lrlib.calibration``) and the
+        whitened channel SVD is the rank-``R`` chain of this form with the smallest output
+        error on the calibration inputs; ``input_mean_abs`` gives ASVD."""
         conv = check_conv(conv)
         weight = conv.weight.detach()
         c_out, c_in, k_h, k_w = weight.shape
         check_rank(rank, (c_out, c_in * k_h * k_w))
-        first, last = _svd_factors(weight.double().reshape(c_out, -1), rank, algorithm, seed)
+        first, last = _svd_factors(weight.double().reshape(c_out, -1), rank, algorithm, seed,
+                                   input_gram=input_gram, input_mean_abs=input_mean_abs,
+                                   alpha=alpha)
         layer = cls.like(conv, rank)
         with torch.no_grad():
             layer.first.weight.copy_(first.reshape(rank, c_in, k_h, k_w))

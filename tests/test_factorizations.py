@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrlib import factorizations, layers, profile
+from lrlib import calibration, factorizations, layers, profile
 from lrlib.factorizations import REGISTRY, factorize, resolve, untrained_like
 
 pytestmark = pytest.mark.filterwarnings("ignore::lrlib.tensor.DegenerateCPWarning")
@@ -15,6 +15,14 @@ def _dense(kind):
     if kind is nn.Linear:
         return nn.Linear(12, 9).double()
     return nn.Conv2d(6, 10, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)).double()
+
+
+def _statistics(entry, layer):
+    """Calibration statistics of ``layer`` on random inputs, for the data-aware entries."""
+    if entry.calibration is None:
+        return None
+    x = torch.randn(40, 12, dtype=torch.float64) if isinstance(layer, nn.Linear) else torch.randn(8, 6, 9, 8, dtype=torch.float64)
+    return calibration.collect_statistics(layer, x)[""]
 
 
 def _full_rank(entry, layer):
@@ -35,7 +43,7 @@ def test_every_entry_at_full_rank_computes_the_dense_layer(key):
         rank = 3
     else:
         rank = _full_rank(entry, layer)
-    built = entry.build(layer, rank, seed=0)
+    built = entry.build(layer, rank, seed=0, statistics=_statistics(entry, layer))
     assert type(built) is entry.layer_class and entry.name == name
     x = torch.randn(2, 12, dtype=torch.float64) if kind is nn.Linear else torch.randn(2, 6, 9, 8, dtype=torch.float64)
     with torch.no_grad():
@@ -48,7 +56,8 @@ def test_like_has_the_geometry_and_costs_of_the_built_layer(key):
     entry = REGISTRY[key]
     layer = _dense(key[1])
     rank = entry.rank_candidates(layer)[1]
-    built, empty = entry.build(layer, rank), entry.like(layer, rank, device="meta")
+    built = entry.build(layer, rank, statistics=_statistics(entry, layer))
+    empty = entry.like(layer, rank, device="meta")
     assert type(empty) is type(built) and empty.rank == built.rank
     assert empty.params == built.params == profile.count_params(built)
     if key[1] is nn.Conv2d:
@@ -88,7 +97,7 @@ def test_resolve_names_one_entry(method, layer, expected):
 
 
 def test_conv_methods_on_a_linear_layer():
-    with pytest.raises(ValueError, match=r"method 'tucker2' does not apply to an nn.Linear; methods for it: \['randomized', 'svd'\]"):
+    with pytest.raises(ValueError, match=r"method 'tucker2' does not apply to an nn.Linear; methods for it: \['asvd', 'randomized', 'svd', 'whitened'\]"):
         resolve("tucker2", nn.Linear(4, 4))
     assert resolve("cp", nn.Linear(4, 4), linear_fallback=True).name == "svd"
 
@@ -121,6 +130,8 @@ def test_what_the_rules_and_the_command_line_ask_the_registry():
     assert {key: entry.spectral_modes for key, entry in REGISTRY.items()} == {
         ("svd", nn.Linear): (0,), ("randomized", nn.Linear): (0,), ("svd", nn.Conv2d): (0,),
         ("randomized", nn.Conv2d): (0,), ("tucker2", nn.Conv2d): (0, 1),
-        ("cp-fused", nn.Conv2d): (), ("cp-separable", nn.Conv2d): ()}
+        ("cp-fused", nn.Conv2d): (), ("cp-separable", nn.Conv2d): (),
+        ("whitened", nn.Linear): (0,), ("whitened", nn.Conv2d): (0,), ("asvd", nn.Linear): (0,),
+        ("asvd", nn.Conv2d): (0,)}
     assert {entry.name for entry in REGISTRY.values() if entry.fine_tune_lr < 3e-4} == {"cp-fused", "cp-separable"}
     assert {entry.name for entry in REGISTRY.values() if entry.iterative} == {"tucker2", "cp-fused", "cp-separable"}

@@ -1,0 +1,148 @@
+"""Data-aware low rank: factorize a weight so that its *outputs* on real inputs stay close,
+not its entries.
+
+Introduced in notebook ``03_svd_low_rank``. Let ``W`` be ``m × n`` (a Linear weight, or a
+convolution kernel unfolded to ``C_out × C_in k_h k_w``) and let the columns of ``X``
+(``n × N``) be the inputs it sees on calibration data, summarised by the Gram matrix
+``G = X Xᵀ`` and the mean absolute value of each input feature
+(:mod:`lrlib.calibration`). The plain truncated SVD minimises ``‖W − W'‖_F``; on real
+inputs what counts is
+
+    ‖(W − W') X‖_F² = trace((W − W') G (W − W')ᵀ).
+
+**Whitened SVD** (the closed form of Chen et al. 2021, DRONE; Wang et al. 2024, SVD-LLM).
+Write ``G = S Sᵀ``. Then ``‖(W − W') X‖_F = ‖(W − W') S‖_F``. Take the truncated SVD of
+``W S = U Σ Vᵀ`` and ``W' = U_r Σ_r V_rᵀ S⁻¹``: then ``W' S`` is the best rank-``r``
+approximation of ``W S`` (Eckart–Young), so ``W'`` is the rank-``r`` map with the smallest
+output error on the calibration inputs, and that error is ``√(Σ_{i>r} σ_i²)`` of ``W S``.
+``S`` is the Cholesky factor of ``G`` when ``G`` is positive definite. When it is singular
+(fewer calibration vectors than features, or a feature that is always zero, such as a
+border pixel), the fallback is ``S = Q₊ Λ₊^{1/2}`` from the eigenvectors of ``G`` with
+eigenvalues above a tolerance, and ``S⁻¹`` becomes ``Λ₊^{-1/2} Q₊ᵀ``: the result is still
+optimal on the calibration inputs, and it maps the directions they never visit to zero.
+
+**Activation-aware SVD** (Yuan et al. 2023, ASVD). Scale each input column of ``W`` by
+``s_j = (mean |x_j|)^α``, truncate the SVD of ``W diag(s)``, and undo the scaling:
+``W' = (U_r Σ_r V_rᵀ) diag(s)⁻¹``. Columns that meet large activations are kept more
+faithfully. It uses only the diagonal information of the inputs, so it is not optimal in
+the sense above; ``α = 0`` is the plain SVD, and the paper uses ``α = 0.5``.
+
+Each function returns ``(first, last)`` with ``last @ first = W'``, the singular values
+split evenly (``first = √Σ_r V_rᵀ S⁻¹``, ``last = U_r √Σ_r``) as in
+:class:`lrlib.layers.LowRankLinear`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .svd import check_rank
+from .validate import check_number, check_tensor
+
+__all__ = ["whitening", "whitened_factors", "activation_scale", "activation_aware_factors",
+           "output_error", "relative_output_error", "DEFAULT_ALPHA", "EIGENVALUE_TOLERANCE"]
+
+#: ASVD's exponent, the value Yuan et al. (2023) use.
+DEFAULT_ALPHA = 0.5
+#: Eigenvalues of ``G`` below this fraction of the largest count as zero in the fallback.
+EIGENVALUE_TOLERANCE = 1e-12
+
+
+def _check_gram(gram, n: int | None = None) -> torch.Tensor:
+    gram = check_tensor(gram, "input_gram", ndim=2, finite=True).to(torch.float64)
+    n = gram.shape[0] if n is None else n
+    if gram.shape != (n, n):
+        raise ValueError(f"input_gram must be {n}×{n} (square, one row per input feature), got "
+                         f"{tuple(gram.shape)}")
+    if not torch.allclose(gram, gram.T, rtol=1e-8, atol=1e-10 * gram.abs().max().clamp(min=1e-300)):
+        raise ValueError("input_gram must be symmetric (a Gram matrix X Xᵀ)")
+    return gram
+
+
+def whitening(gram: torch.Tensor) -> tuple:
+    """``(S, S_inverse, method)`` with ``S Sᵀ = gram`` and ``S_inverse @ S = I``: the
+    Cholesky factor and its inverse, or, when ``gram`` is singular, the eigen square root
+    ``Q₊ Λ₊^{1/2}`` and ``Λ₊^{-1/2} Q₊ᵀ`` (``method`` says which: "cholesky" or "eigen")."""
+    gram = _check_gram(gram)
+    if gram.abs().max() == 0:
+        raise ValueError("input_gram is zero: the calibration inputs of this layer were all zero")
+    lower, info = torch.linalg.cholesky_ex(gram)
+    if info == 0:
+        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
+        # a numerically singular G can pass Cholesky with a tiny pivot; check the inverse
+        if torch.isfinite(inverse).all() and lower.diagonal().min() > 1e-7 * lower.diagonal().max():
+            return lower, inverse, "cholesky"
+    values, vectors = torch.linalg.eigh(gram)
+    keep = values > EIGENVALUE_TOLERANCE * values.max()
+    root = values[keep].sqrt()
+    return vectors[:, keep] * root, (vectors[:, keep] / root).T, "eigen"
+
+
+def _split(U, S, Vh, rank: int, right: torch.Tensor) -> tuple:
+    root = S[:rank].sqrt()
+    return (root[:, None] * Vh[:rank]) @ right, U[:, :rank] * root
+
+
+def whitened_factors(weight: torch.Tensor, gram: torch.Tensor, rank: int) -> tuple:
+    """``(first, last)`` of the whitened SVD of ``weight`` (``m × n``) at ``rank`` for inputs
+    with Gram matrix ``gram`` (``n × n``): the rank-``rank`` map with the smallest output
+    error on those inputs (see the module docstring). Computed in float64."""
+    weight = check_tensor(weight, "weight", ndim=2, finite=True).to(torch.float64)
+    check_rank(rank, weight.shape)
+    S, S_inverse, _ = whitening(_check_gram(gram, weight.shape[1]))
+    if rank > S.shape[1]:
+        raise ValueError(f"rank {rank} is above the rank {S.shape[1]} of the calibration inputs' "
+                         "Gram matrix: collect more calibration data or choose a smaller rank")
+    U, sigma, Vh = torch.linalg.svd(weight @ S, full_matrices=False)
+    return _split(U, sigma, Vh, rank, S_inverse)
+
+
+def activation_scale(mean_abs: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
+    """ASVD's column scales ``s_j = (mean |x_j|)^α``, float64. A feature whose mean is zero
+    (never active on the calibration data) gets the smallest positive scale, so that the
+    scaling stays invertible."""
+    mean_abs = check_tensor(mean_abs, "input_mean_abs", ndim=1, finite=True).to(torch.float64)
+    check_number(alpha, "alpha", low=0)
+    if (mean_abs < 0).any():
+        raise ValueError("input_mean_abs must be non-negative (a mean of |x|)")
+    positive = mean_abs[mean_abs > 0]
+    if positive.numel() == 0:
+        raise ValueError("input_mean_abs is zero: the calibration inputs of this layer were all zero")
+    return mean_abs.clamp(min=positive.min().item()) ** alpha
+
+
+def activation_aware_factors(weight: torch.Tensor, mean_abs: torch.Tensor, rank: int, *,
+                             alpha: float = DEFAULT_ALPHA) -> tuple:
+    """``(first, last)`` of the activation-aware SVD (ASVD) of ``weight`` at ``rank``: the
+    truncated SVD of ``W diag(s)``, ``s = mean|x|^α``, with the scaling undone."""
+    weight = check_tensor(weight, "weight", ndim=2, finite=True).to(torch.float64)
+    check_rank(rank, weight.shape)
+    if mean_abs.shape != (weight.shape[1],):
+        raise ValueError(f"input_mean_abs must have {weight.shape[1]} entries (the weight's input "
+                         f"features), got shape {tuple(mean_abs.shape)}")
+    scale = activation_scale(mean_abs, alpha)
+    U, sigma, Vh = torch.linalg.svd(weight * scale, full_matrices=False)
+    return _split(U, sigma, Vh, rank, torch.diag(1 / scale))
+
+
+def output_error(weight: torch.Tensor, approximation: torch.Tensor, gram: torch.Tensor) -> float:
+    """``‖(W − W') X‖_F = √trace((W − W') G (W − W')ᵀ)`` from the Gram matrix alone."""
+    difference = weight.detach().to(torch.float64) - approximation.detach().to(torch.float64)
+    gram = gram.detach().to(torch.float64)
+    return float(torch.einsum("ij,jk,ik->", difference, gram, difference).clamp(min=0).sqrt())
+
+
+def relative_output_error(weight: torch.Tensor, approximation: torch.Tensor, gram: torch.Tensor,
+                          *, bias=None, input_sum=None, count: int = 0) -> float:
+    """:func:`output_error` divided by the norm of the layer's outputs on the same inputs,
+    ``‖W X + b 1ᵀ‖_F``: 0 is exact, 1 as far off as outputting zero. With ``bias`` the norm
+    needs the inputs' sum ``Σ x`` and their ``count``:
+    ``‖W X + b 1ᵀ‖² = trace(W G Wᵀ) + 2 bᵀ W Σx + count ‖b‖²`` (the bias cancels in the error)."""
+    squared = output_error(weight, torch.zeros_like(weight), gram) ** 2
+    if bias is not None:
+        b = bias.detach().to(torch.float64)
+        squared += float(2 * b @ (weight.detach().to(torch.float64) @ input_sum.to(torch.float64))
+                         + count * (b @ b))
+    reference = max(squared, 0.0) ** 0.5
+    return output_error(weight, approximation, gram) / reference if reference > 0 else 0.0
