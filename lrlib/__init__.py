@@ -15,6 +15,8 @@ One module per idea; the notebook that introduces each is named in its docstring
 * ``lrlib.profile`` -- parameters, FLOPs, bytes, per-layer time, the roofline (02)
 * ``lrlib.optimize`` -- optimizations that keep the maths, e.g. BatchNorm folding (02)
 * ``lrlib.svd``     -- truncated and randomized SVD, Eckart–Young, rank rules (03)
+* ``lrlib.calibration`` -- what each layer receives on calibration data: Gram matrices, mean |x| (03)
+* ``lrlib.data_aware``  -- whitened SVD and activation-aware SVD, output errors from the Gram matrix (03)
 * ``lrlib.layers``  -- factorized layers: LowRankLinear (03), SVDConv2d, Tucker2Conv2d, CPConv2d (05)
 * ``lrlib.factorizations`` -- the registry of methods: one place that turns a name into a layer (03)
 * ``lrlib.rank_rules`` -- rank rules: int, fraction, Energy, VBMF, FlopReduction (03, 05)
@@ -28,9 +30,9 @@ One module per idea; the notebook that introduces each is named in its docstring
 
 __version__ = "0.1.0"
 
-from . import (bench, blocks, checks, claims, compress, data, deploy, env, factorizations, layers,  # noqa: E402
-               models, optimize, profile, rank_rules, sensitivity, svd, tensor, train, validate,
-               vbmf, viz)
+from . import (bench, blocks, calibration, checks, claims, compress, data, data_aware, deploy,  # noqa: E402
+               env, factorizations, layers, models, optimize, profile, rank_rules, sensitivity, svd,
+               tensor, train, validate, vbmf, viz)
 from .data import CLASS_NAMES, ImageSet, fashion_mnist, synthetic_input  # noqa: E402
 from .models import CNN, MLP, load_reference  # noqa: E402
 from .layers import CPConv2d, LowRankLinear, SVDConv2d, Tucker2Conv2d  # noqa: E402

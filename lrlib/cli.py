@@ -195,9 +195,17 @@ def command_compress(args) -> int:
     example = train_set.images[:8]           # real images: the report's output errors use them
     # factorize with BatchNorm still in place, so that its statistics can be re-estimated
     # for the new layers and it can help fine-tuning; fold it at the end (notebook 05)
+    # with --calibration-images N: the whitened SVD (data-aware) where the method is an SVD,
+    # on the last N training images (those the report and fine-tuning do not single out)
+    calibration = None
+    if args.calibration_images:
+        calibration = (train_set.images[-args.calibration_images:],
+                       train_set.labels[-args.calibration_images:])
+    elif args.method in ("whitened", "asvd"):
+        raise CommandError(f"--method {args.method} is data-aware: pass --calibration-images N")
     compressed, report = compress_module.compress(
         original, rank=FlopReduction(args.target_speedup), method=args.method,
-        example_input=example, include=args.include, exclude=args.exclude)
+        example_input=example, include=args.include, exclude=args.exclude, calibration=calibration)
     print(report)
     accuracy = {"original": evaluate(original, test).accuracy,
                 "factorized": evaluate(compressed, test).accuracy}
@@ -226,7 +234,8 @@ def command_compress(args) -> int:
     deploy.save_compressed(
         compressed, output, base_model=args.model, structure=deploy.factorized_structure(report),
         batchnorm_folded=not args.keep_batchnorm, overwrite=args.overwrite,
-        extra={"method": args.method, "target_speedup": args.target_speedup, "accuracy": accuracy,
+        extra={"method": args.method, "target_speedup": args.target_speedup,
+               "calibration_images": args.calibration_images or 0, "accuracy": accuracy,
                "latency": rows, "seconds": time.perf_counter() - start,
                "rebuild": "lrlib.deploy.load_compressed(folder)"},
         extra_files={"latency.png": lambda path: _plot(rows, path)})
@@ -275,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="layers to leave dense, besides the default scope's")
     compress_parser.add_argument("--test-images", type=_positive_int, default=None, metavar="N",
                                  help="evaluate on the first N test images only (default: all 2,000)")
+    compress_parser.add_argument("--calibration-images", type=_non_negative_int, default=0, metavar="N",
+                                 help="factorize against the inputs each layer sees on N training "
+                                      "images (data-aware: the whitened SVD for SVD methods; 0: "
+                                      "weights only)")
     compress_parser.add_argument("--keep-batchnorm", action="store_true",
                                  help="keep BatchNorm layers in the saved model (default: fold them "
                                       "into the convolutions after fine-tuning)")

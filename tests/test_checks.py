@@ -523,3 +523,36 @@ def test_exercise_4_3_shows_how_far_a_wrong_update_is():
     assert "relative error 0.1" in got_line, message
     assert "max abs difference" in got_line, message
     assert "(4, 3)'" not in got_line and got_line.strip() != "got:      (4, 3)", message
+
+
+# ------------------------------------------------------------------ Exercise 3.6
+def whitened_reference(W, X, rank):
+    L = torch.linalg.cholesky(X.T @ X)
+    U, S, Vh = torch.linalg.svd(W @ L, full_matrices=False)
+    return torch.linalg.solve_triangular(L.T, ((U[:, :rank] * S[:rank]) @ Vh[:rank]).T, upper=True).T
+
+
+def test_exercise_3_6_passes_the_whitened_svd(capsys):
+    checks.exercise_3_6(whitened_reference)
+    assert capsys.readouterr().out.startswith("✓ Exercise 3.6:")
+
+
+def test_exercise_3_6_names_the_plain_svd_a_missing_unwhitening_and_the_wrong_inverse():
+    def plain(W, X, rank):
+        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+        return (U[:, :rank] * S[:rank]) @ Vh[:rank]
+
+    def still_whitened(W, X, rank):
+        L = torch.linalg.cholesky(X.T @ X)
+        U, S, Vh = torch.linalg.svd(W @ L, full_matrices=False)
+        return (U[:, :rank] * S[:rank]) @ Vh[:rank]
+
+    def transposed_inverse(W, X, rank):
+        L = torch.linalg.cholesky(X.T @ X)
+        return still_whitened(W, X, rank) @ torch.linalg.inv(L).T
+
+    fails_with(checks.exercise_3_6, plain, "ignores the inputs", "3.6")
+    fails_with(checks.exercise_3_6, still_whitened, "multiply back by L⁻¹", "3.6")
+    fails_with(checks.exercise_3_6, transposed_inverse, "not L⁻ᵀ", "3.6")
+    fails_with(checks.exercise_3_6, lambda W, X, rank: torch.linalg.svd(W @ torch.linalg.cholesky(X.T @ X)),
+               "not its factors", "3.6")

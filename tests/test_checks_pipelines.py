@@ -1,4 +1,4 @@
-"""lrlib.checks, the pipeline exercises 3.6, 5.6 and 7.5: each checker passes a model that
+"""lrlib.checks, the pipeline exercises 3.7, 5.6 and 7.5: each checker passes a model that
 meets its requirements and names the first requirement a wrong model misses. Fine-tuning
 is left out where the test is about another requirement (the solution notebooks, run by
 nbval, pass the checkers with the real targets); no timing is measured or asserted: the
@@ -30,7 +30,7 @@ def fails_on(checker, function, requirement, hint):
     return message
 
 
-@pytest.mark.parametrize("checker", [checks.exercise_3_6, checks.exercise_5_6, checks.exercise_7_5])
+@pytest.mark.parametrize("checker", [checks.exercise_3_7, checks.exercise_5_6, checks.exercise_7_5])
 def test_unfinished_pipelines_raise_not_implemented_and_results_are_type_errors(checker):
     with pytest.raises(NotImplementedError):
         checker(stub)
@@ -39,7 +39,7 @@ def test_unfinished_pipelines_raise_not_implemented_and_results_are_type_errors(
 
 
 def test_the_pipeline_checkers_are_public():
-    for name in ("exercise_3_6", "exercise_5_6", "exercise_7_5"):
+    for name in ("exercise_3_7", "exercise_5_6", "exercise_7_5"):
         assert name in checks.__all__
 
 
@@ -64,50 +64,50 @@ def test_a_model_that_cannot_run_on_the_images_is_named():
             raise RuntimeError("shapes do not match")
 
     with pytest.raises(AssertionError, match="your model raised RuntimeError"):
-        checks.exercise_3_6(lambda mlp, train_set: Broken())
+        checks.exercise_3_7(lambda mlp, train_set: Broken())
 
 
-# ------------------------------------------------------------------ Exercise 3.6
+# ------------------------------------------------------------------ Exercise 3.7
 def mlp_at(r1, r2):
     return lambda mlp, train_set: compress.compress(mlp, rank={"fc1": r1, "fc2": r2}, method="svd")[0]
 
 
-def test_3_6_passes_a_fine_tuned_model_within_the_budget(capsys):
+def test_3_7_passes_a_fine_tuned_model_within_the_budget(capsys):
     def small_mlp(mlp, train_set):
         small, _ = compress.compress(mlp, rank={"fc1": 12, "fc2": 8}, method="svd")
         train.fine_tune(small, train_set, epochs=3, lr=1e-3, progress=False)
         return small
 
-    checks.exercise_3_6(small_mlp)
-    assert "✓ Exercise 3.6: fc1 at rank 12, fc2 at rank 8" in capsys.readouterr().out
+    checks.exercise_3_7(small_mlp)
+    assert "✓ Exercise 3.7: fc1 at rank 12, fc2 at rank 8" in capsys.readouterr().out
 
 
-def test_3_6_names_factors_that_were_never_fine_tuned():
-    fails_on(checks.exercise_3_6, mlp_at(12, 8), "test accuracy", "still the truncated SVD")
+def test_3_7_names_factors_that_were_never_fine_tuned():
+    fails_on(checks.exercise_3_7, mlp_at(12, 8), "test accuracy", "still the truncated SVD")
 
 
-def test_3_6_names_a_model_over_the_budget_and_what_the_budget_allows():
-    fails_on(checks.exercise_3_6, mlp_at(32, 32), "parameters", "r1·1,808 + r2·1,536 ≤ 35,014")
+def test_3_7_names_a_model_over_the_budget_and_what_the_budget_allows():
+    fails_on(checks.exercise_3_7, mlp_at(32, 32), "parameters", "r1·1,808 + r2·1,536 ≤ 35,014")
 
 
-def test_3_6_names_a_changed_reference_model():
+def test_3_7_names_a_changed_reference_model():
     def in_place(mlp, train_set):
         return compress.compress(mlp, rank={"fc1": 12, "fc2": 8}, method="svd", inplace=True)[0]
 
-    fails_on(checks.exercise_3_6, in_place, "reference MLP unchanged", "work on a copy")
+    fails_on(checks.exercise_3_7, in_place, "reference MLP unchanged", "work on a copy")
 
 
-def test_3_6_names_layers_left_dense_and_accepts_two_linear_layers():
-    fails_on(checks.exercise_3_6, lambda mlp, train_set: copy.deepcopy(mlp),
+def test_3_7_names_layers_left_dense_and_accepts_two_linear_layers():
+    fails_on(checks.exercise_3_7, lambda mlp, train_set: copy.deepcopy(mlp),
              "fc1 and fc2 factorized", "fc1 Linear, fc2 Linear")
     assert nb03_svd_low_rank.low_rank_of(nn.Sequential(nn.Linear(6, 2, bias=False), nn.Linear(2, 4))) == 2
     assert nb03_svd_low_rank.low_rank_of(nn.Sequential(nn.Linear(6, 2), nn.ReLU(), nn.Linear(2, 4))) is None
     assert nb03_svd_low_rank.low_rank_of(nn.Linear(6, 4)) is None
 
 
-def test_3_6_wants_a_module():
+def test_3_7_wants_a_module():
     with pytest.raises(AssertionError, match="must return the compressed model"):
-        checks.exercise_3_6(lambda mlp, train_set: {"fc1": 12})
+        checks.exercise_3_7(lambda mlp, train_set: {"fc1": 12})
 
 
 # ------------------------------------------------------------------ Exercise 5.6

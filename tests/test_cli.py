@@ -57,6 +57,20 @@ def test_compress_end_to_end_writes_a_model_that_reloads(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lrlib-")]
 
 
+def test_compress_with_calibration_images_whitens_and_records_it(tmp_path, capsys):
+    output = tmp_path / "mlp"
+    assert cli.main(["compress", "--model", "mlp", "--target-speedup", "4", "--fine-tune-epochs", "0",
+                     "--calibration-images", "500", "--batch-sizes", "2", "--seconds", "0.02",
+                     "--test-images", "100", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "calib. err." in printed and "calibration: 2 batch(es)" in printed
+    record = json.loads((output / "model.json").read_text())
+    assert record["calibration_images"] == 500
+    assert all(entry["method"] == "whitened" for entry in record["layers"].values())
+    model = deploy.load_compressed(output)                   # rebuilds the whitened layers' structure
+    assert set(record["layers"]) == {"fc1", "fc2"} and model.fc1.rank == record["layers"]["fc1"]["rank"]
+
+
 def test_compress_fine_tunes_the_cnn_and_folds_batchnorm(tmp_path, capsys):
     output = tmp_path / "cnn"
     assert cli.main(["compress", "--model", "cnn", "--target-speedup", "4", "--fine-tune-epochs", "0",
@@ -87,6 +101,7 @@ def test_compress_fine_tunes_the_cnn_and_folds_batchnorm(tmp_path, capsys):
     (["compress", "--model", "mlp", "--fine-tune-epochs", "two"], "int >= 0"),
     (["compress", "--model", "mlp", "--test-images", "0"], "positive int"),
     (["compress", "--model", "mlp", "--lr", "0"], "positive number"),
+    (["compress", "--model", "mlp", "--method", "whitened"], "is data-aware: pass --calibration-images N"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_exit_with_status_2_and_write_nothing(argv, message, tmp_path, capsys, monkeypatch):

@@ -21,7 +21,7 @@ from .nb00_welcome import exercise_0_1, exercise_0_2
 from .nb01_latency_vs_throughput import exercise_1_1, exercise_1_2, exercise_1_3
 from .nb02_compression_vs_optimization import exercise_2_1, exercise_2_2, exercise_2_3, exercise_2_4
 from .nb03_svd_low_rank import (exercise_3_1, exercise_3_2, exercise_3_3, exercise_3_4, exercise_3_5,
-                                exercise_3_6)
+                                exercise_3_6, exercise_3_7)
 from .nb04_tensor_decompositions import exercise_4_1, exercise_4_2, exercise_4_3, exercise_4_4
 from .nb05_decomposing_convolutions import (exercise_5_1, exercise_5_2, exercise_5_3, exercise_5_4,
                                             exercise_5_5, exercise_5_6)
@@ -44,6 +44,7 @@ __all__ = [
     "exercise_3_4",
     "exercise_3_5",
     "exercise_3_6",
+    "exercise_3_7",
     "exercise_4_1",
     "exercise_4_2",
     "exercise_4_3",

@@ -1,4 +1,4 @@
-"""Checkers of notebook ``03_svd_low_rank``: Exercises 3.1 to 3.6."""
+"""Checkers of notebook ``03_svd_low_rank``: Exercises 3.1 to 3.7."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .pipeline import (Requirement, check_requirements, learner_model, percent, 
                        test_accuracy, unchanged)
 
 __all__ = ["exercise_3_1", "exercise_3_2", "exercise_3_3", "exercise_3_4", "exercise_3_5",
-           "exercise_3_6", "MLP_BUDGET_FRACTION", "MLP_TARGET_ACCURACY"]
+           "exercise_3_6", "exercise_3_7", "MLP_BUDGET_FRACTION", "MLP_TARGET_ACCURACY"]
 
 
 def _matrix(m, n, seed):
@@ -213,7 +213,55 @@ def exercise_3_5(rank_for_energy) -> None:
               f"the energy rank matches on {len(cases)} cases, exact ties included")
 
 
-#: Exercise 3.6: the compressed MLP may keep at most this fraction of the dense parameters …
+
+def exercise_3_6(whitened_approximation) -> None:
+    """Check ``whitened_approximation(W, X, rank)`` → ``W'``: the rank-``rank`` matrix with the
+    smallest output error ``‖(W − W') Xᵀ‖_F`` on the inputs ``X`` (one per row): with
+    ``G = XᵀX = L Lᵀ`` (Cholesky), the truncated SVD of ``W L`` multiplied back by ``L⁻¹``
+    (Chen et al. 2021; Wang et al. 2024)."""
+    from ..data_aware import whitened_factors
+
+    def cases():
+        for m, n, count, rank, seed in [(6, 5, 40, 2, 1), (8, 10, 60, 3, 2), (5, 5, 30, 5, 3),
+                                        (9, 4, 25, 1, 4)]:
+            W = _matrix(m, n, seed)
+            scales = torch.logspace(-1, 1, n, dtype=torch.float64)      # features of unequal size
+            X = _matrix(count, n, seed + 100) * scales
+            first, last = whitened_factors(W, X.T @ X, rank)
+            yield Case(f"W {m}×{n}, X {count}×{n} (float64), rank={rank}", (W.clone(), X.clone(), rank),
+                       last @ first, given=(W, X, rank))
+
+    def mistake(got, expected, W, X, rank):
+        if not isinstance(got, torch.Tensor) or got.shape != W.shape:
+            return Failure(f"a tensor of W's shape {tuple(W.shape)}",
+                           tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__,
+                           "return the approximation W' itself (m × n), not its factors")
+        got = got.double()
+        if torch.allclose(got, expected, atol=1e-7):
+            return None
+        error = torch.linalg.matrix_norm((W - got) @ X.T).item()
+        best = torch.linalg.matrix_norm((W - expected) @ X.T).item()
+        L = torch.linalg.cholesky(X.T @ X)
+        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+        Uw, Sw, Vhw = torch.linalg.svd(W @ L, full_matrices=False)
+        truncated_WL = (Uw[:, :rank] * Sw[:rank]) @ Vhw[:rank]
+        if torch.allclose(got, (U[:, :rank] * S[:rank]) @ Vh[:rank], atol=1e-7):
+            hint = ("that is the plain truncated SVD of W, which ignores the inputs: truncate W L "
+                    "instead, with L the Cholesky factor of G = XᵀX")
+        elif torch.allclose(got, truncated_WL, atol=1e-7):
+            hint = "you truncated W L; multiply back by L⁻¹ to get W' (e.g. torch.linalg.solve_triangular)"
+        elif torch.allclose(got, truncated_WL @ torch.linalg.inv(L).T, atol=1e-7):
+            hint = "the inverse goes on the same side and in the same form: W' = (W L)_r L⁻¹, not L⁻ᵀ"
+        else:
+            hint = ("G = XᵀX = L Lᵀ (torch.linalg.cholesky gives the lower-triangular L); "
+                    "‖(W − W')Xᵀ‖ = ‖(W − W')L‖, so W' L must be the truncated SVD of W L")
+        return Failure("the whitened rank-r approximation",
+                       f"a matrix whose output error is {error:.4g} (the best is {best:.4g})", hint)
+
+    run_cases("3.6", whitened_approximation, cases(), mistake,
+              "the whitened SVD gives the smallest output error on 4 cases, full rank included")
+
+#: Exercise 3.7: the compressed MLP may keep at most this fraction of the dense parameters …
 MLP_BUDGET_FRACTION = 1 / 32
 #: … and must reach at least this test accuracy (the dense MLP: about 86%).
 MLP_TARGET_ACCURACY = 0.84
@@ -260,7 +308,7 @@ def _factorized_requirement(model, names) -> tuple:
     return requirement, ranks
 
 
-def exercise_3_6(small_mlp) -> None:
+def exercise_3_7(small_mlp) -> None:
     """Check ``small_mlp(mlp, train_set)``: a new model, built from the reference MLP, with
     ``fc1`` and ``fc2`` factorized (LowRankLinear, or two ``nn.Linear`` in an
     ``nn.Sequential``), at most 1/32 of the dense parameters, and test accuracy ≥ 84% on the
@@ -277,13 +325,13 @@ def exercise_3_6(small_mlp) -> None:
     before = state_of(mlp)
     dense_params = profile.count_params(dense)
     budget = int(dense_params * MLP_BUDGET_FRACTION)
-    model = learner_model("3.6", small_mlp, mlp, data.fashion_mnist("train"))
+    model = learner_model("3.7", small_mlp, mlp, data.fashion_mnist("train"))
 
     structure, ranks = _factorized_requirement(model, ["fc1", "fc2"])
     params = profile.count_params(model)
     fixed = dense_params - sum(getattr(dense, n).weight.numel() for n in ranks)
     widths = {n: sum(getattr(dense, n).weight.shape) for n in ranks}
-    accuracy = test_accuracy("3.6", model, data.fashion_mnist("test"))
+    accuracy = test_accuracy("3.7", model, data.fashion_mnist("test"))
     if all(ranks.values()) and all(_still_truncated(getattr(model, n), getattr(dense, n).weight, r)
                                    for n, r in ranks.items()):
         accuracy_hint = ("the factors are still the truncated SVD of the dense weights: "
@@ -308,7 +356,7 @@ def exercise_3_6(small_mlp) -> None:
                     accuracy >= MLP_TARGET_ACCURACY - 1e-9, accuracy_hint),
     ]
     ranks_text = ", ".join(f"{name} at rank {rank}" for name, rank in ranks.items())
-    check_requirements("3.6", requirements,
+    check_requirements("3.7", requirements,
                        f"{ranks_text}: {params:,} parameters (1/{dense_params / params:.1f} of "
                        f"the dense MLP), test accuracy {percent(accuracy)}; the reference MLP "
                        "unchanged")

@@ -1,4 +1,4 @@
-"""What the three pipeline exercises share (3.6, 5.6 and 7.5): each asks for a whole
+"""What the three pipeline exercises share (3.7, 5.6 and 7.5): each asks for a whole
 compressed model, built by the learner's function from a reference model, that meets a
 stated budget and a stated accuracy.
 
@@ -10,7 +10,7 @@ and the learner's value (so that a learner sees the margins, not only a ✓), th
 ``✓ Exercise N.k: …`` or an AssertionError that names the first requirement not met and a
 hint::
 
-    Exercise 3.6: requirement             target     yours
+    Exercise 3.7: requirement             target     yours
                   parameters              ≤ 41,680   113,674   ✗
                   test accuracy           ≥ 84.0%    85.8%     ✓
     ...
