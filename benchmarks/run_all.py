@@ -33,6 +33,7 @@ SCRIPTS = {
     "linear_speedup": ([], ["--sizes", "1024", "--batches", "32", "--skip-svd"]),
     "decompositions": ([], ["--n-iter-max", "20"]),
     "conv_speedup": ([], ["--quick", "--skip-end-to-end", "--seconds", "0.05"]),
+    "data_aware": ([], ["--calibration-images", "500"]),
 }
 
 
@@ -78,6 +79,28 @@ def summarize_conv_speedup(data: dict) -> dict:
         headline += f"; allocator: {data['allocator']}"
     return {"headline": headline, "goal": "Tucker-2 ≥ 0.8, CP ≥ 0.6; CNN ≥ 4×, ≤ 1 point",
             "met": all(parts.values())}
+
+
+def summarize_data_aware(data: dict) -> dict:
+    rows = data["rows"]
+
+    def drop(model, budget, method):
+        return next(r["drop"] for r in rows
+                    if r["model"] == model and r["budget"] == budget and r["method"] == method)
+
+    parts = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        budgets = list(dict.fromkeys(r["budget"] for r in rows if r["model"] == model))
+        middle = budgets[len(budgets) // 2]
+        label = next(r["budget_label"] for r in rows if r["model"] == model)
+        parts.append(f"{model} at {label} {middle}: accuracy drop {100 * drop(model, middle, 'svd'):.1f} "
+                     f"(weights only) / {100 * drop(model, middle, 'asvd'):.1f} (ASVD) / "
+                     f"{100 * drop(model, middle, 'whitened'):.1f} (whitened) points")
+    ratios = [r for r in data["summary"]["drop_ratios"].values() if r is not None]
+    headline = "; ".join(parts) + (f"; whitened/weights-only drop ratio {min(ratios):.2f}–{max(ratios):.2f} "
+                                   f"over {len(ratios)} budgets, before fine-tuning")
+    return {"headline": headline, "goal": "whitened drop ≤ ½ weights-only at every budget",
+            "met": data["summary"]["met"]}
 
 
 SUMMARIES = {name: globals()[f"summarize_{name}"] for name in SCRIPTS}
