@@ -32,7 +32,7 @@ too wide are left out, with the reason in the result, rather than exhausting mem
 
 from __future__ import annotations
 
-import fnmatch
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -66,11 +66,6 @@ class LayerStatistics:
     def mean_abs(self) -> torch.Tensor:
         """``mean |x_j|`` for each input feature ``j`` (ASVD's activation scale)."""
         return self.abs_sum / max(self.count, 1)
-
-    @property
-    def second_moment(self) -> torch.Tensor:
-        """``G / count = mean x xᵀ``: the Gram matrix per input vector."""
-        return self.gram / max(self.count, 1)
 
     @property
     def nbytes(self) -> int:
@@ -159,53 +154,42 @@ def _is_dataset_pair(data) -> bool:
 
 
 def calibration_batches(data, *, batch_size: int = 256):
-    """The calibration data as a list of ``(args, kwargs)``, one per forward call.
+    """The calibration data as ``(args, kwargs)`` pairs, one per forward call, produced one
+    at a time (a DataLoader is read as it goes, never held in memory whole).
 
     Accepted: a tensor (one batch); an lrlib ``ImageSet`` or an ``(images, labels)`` pair of
     tensors (cut into batches of ``batch_size``); or an iterable (a list, a generator, a
     ``DataLoader``) whose items are tensors, ``(input, label)`` pairs (the input is used, the
     label ignored) or dicts of keyword inputs as a tokenizer returns them (the model is then
-    called as ``model(**batch)``)."""
+    called as ``model(**batch)``). A wrong kind of ``data`` is a TypeError at once; a wrong
+    item, when it is reached."""
     from .data import ImageSet
 
     check_int(batch_size, "batch_size", minimum=1)
     if isinstance(data, ImageSet):
         data = (data.images, data.labels)
     if isinstance(data, torch.Tensor):
-        return [((data,), {})]
+        return iter([((data,), {})])
     if _is_dataset_pair(data):
         images = data[0]
-        return [((images[i:i + batch_size],), {}) for i in range(0, len(images), batch_size)]
+        return (((images[i:i + batch_size],), {}) for i in range(0, len(images), batch_size))
     if isinstance(data, (str, bytes, dict)) or not hasattr(data, "__iter__"):
         raise TypeError("calibration must be a tensor, an ImageSet, an (images, labels) pair, an "
                         "iterable of tensors, of (input, label) pairs or of dicts of keyword "
                         f"inputs, or a function that runs the model; got {type(data).__name__}")
-    batches = []
-    for i, item in enumerate(data):
-        if isinstance(item, torch.Tensor):
-            batches.append(((item,), {}))
-        elif isinstance(item, dict):
-            batches.append(((), dict(item)))
-        elif isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
-            batches.append(((item[0],), {}))
-        else:
-            raise TypeError(f"calibration item {i} is a {type(item).__name__}; expected a tensor, an "
-                            "(input, label) pair or a dict of keyword inputs")
-    if not batches:
-        raise ValueError("calibration holds no batch: pass at least one input")
-    return batches
+    return (_as_call(i, item) for i, item in enumerate(data))
 
 
-def _chosen(model: nn.Module, include) -> list:
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    if include is None:
-        return layers
-    patterns = [include] if isinstance(include, str) else list(include)
-    for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name, _ in layers):
-            raise ValueError(f"include pattern {pattern!r} matches no Linear or Conv2d layer; the "
-                             f"model's layers are {[name for name, _ in layers]}")
-    return [(name, m) for name, m in layers if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
+def _as_call(i: int, item) -> tuple:
+    """One item of an iterable of calibration batches as ``(args, kwargs)``."""
+    if isinstance(item, torch.Tensor):
+        return (item,), {}
+    if isinstance(item, dict):
+        return (), dict(item)
+    if isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
+        return (item[0],), {}
+    raise TypeError(f"calibration item {i} is a {type(item).__name__}; expected a tensor, an "
+                    "(input, label) pair or a dict of keyword inputs")
 
 
 def collect_statistics(model: nn.Module, calibration, *, include=None, batch_size: int = 256,
@@ -235,6 +219,7 @@ def collect_statistics(model: nn.Module, calibration, *, include=None, batch_siz
     """
     from tqdm.auto import tqdm
 
+    from .compress import select_layers        # compress uses this module: import it late
     from .train import progress_enabled
 
     check_type(model, "model", nn.Module)
@@ -244,9 +229,9 @@ def collect_statistics(model: nn.Module, calibration, *, include=None, batch_siz
     runner = calibration if callable(calibration) and not isinstance(calibration, nn.Module) else None
     batches = None if runner else calibration_batches(calibration, batch_size=batch_size)
     if batches is not None and max_batches is not None:
-        batches = batches[:max_batches]
+        batches = itertools.islice(batches, max_batches)
 
-    chosen = _chosen(model, include)
+    chosen = select_layers(model, [include] if isinstance(include, str) else include)
     if not chosen:
         raise ValueError("the model has no nn.Linear or nn.Conv2d layer to collect statistics for")
     parameter = next(model.parameters(), None)
@@ -299,6 +284,8 @@ def collect_statistics(model: nn.Module, calibration, *, include=None, batch_siz
         for handle in handles:
             handle.remove()
         model.train(was_training)
+    if count == 0:
+        raise ValueError("calibration holds no batch: pass at least one input")
     if statistics and all(s.count == 0 for s in statistics.values()):
         raise ValueError("calibration ran the model but none of the chosen layers received an "
                          "input: check that the data reaches them")

@@ -363,12 +363,12 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
     output_layer = names[-1] if names else None
 
     rows, factorized_layers = [], {}
+    data_aware = statistics is not None
     for name, layer in selected:
         if name in scope and name not in explicit:
             rows.append(_dense_row(name, layer, "dense", scope[name], inputs.get(name)))
             continue
         rule = rank[name] if isinstance(rank, dict) else rank
-        data_aware = statistics is not None
         if isinstance(method, dict):
             factorization = resolve(method.get(name, "auto"), layer, data_aware=data_aware)
         else:
@@ -447,15 +447,16 @@ def _compress_one(target, name, layer, rule, factorization, x, options) -> tuple
     factorized = factorization.build(layer, choice.rank, **options)
     row = _dense_row(name, layer, factorization.name, "", x)
     with torch.no_grad():
+        approximation = factorized.to_dense().weight
         row.update(rank=choice.rank, params_after=factorized.params,
-                   relative_error=relative_error(factorized.to_dense().weight, weight),
+                   relative_error=relative_error(approximation, weight),
                    flops_after=_flops_or_none(factorized, input_hw),
                    output_error=_output_error(layer, factorized, x))
         statistics = options.get("statistics")
         if statistics is not None:
-            rows = weight.shape[0]
+            outputs = weight.shape[0]           # a conv kernel as its C_out × C_in k_h k_w unfolding
             row["calibration_error"] = relative_output_error(
-                weight.reshape(rows, -1), factorized.to_dense().weight.reshape(rows, -1),
+                weight.reshape(outputs, -1), approximation.reshape(outputs, -1),
                 statistics.gram, bias=layer.bias, input_sum=statistics.total, count=statistics.count)
     target.set_submodule(name, factorized)
     return row, factorized

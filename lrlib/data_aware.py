@@ -48,9 +48,9 @@ DEFAULT_ALPHA = 0.5
 EIGENVALUE_TOLERANCE = 1e-12
 
 
-def _check_gram(gram, n: int | None = None) -> torch.Tensor:
+def _check_gram(gram) -> torch.Tensor:
     gram = check_tensor(gram, "input_gram", ndim=2, finite=True).to(torch.float64)
-    n = gram.shape[0] if n is None else n
+    n = gram.shape[0]
     if gram.shape != (n, n):
         raise ValueError(f"input_gram must be {n}×{n} (square, one row per input feature), got "
                          f"{tuple(gram.shape)}")
@@ -90,7 +90,11 @@ def whitened_factors(weight: torch.Tensor, gram: torch.Tensor, rank: int) -> tup
     error on those inputs (see the module docstring). Computed in float64."""
     weight = check_tensor(weight, "weight", ndim=2, finite=True).to(torch.float64)
     check_rank(rank, weight.shape)
-    S, S_inverse, _ = whitening(_check_gram(gram, weight.shape[1]))
+    if not isinstance(gram, torch.Tensor) or gram.shape != (weight.shape[1],) * 2:
+        shape = tuple(gram.shape) if isinstance(gram, torch.Tensor) else type(gram).__name__
+        raise ValueError(f"input_gram must be {weight.shape[1]}×{weight.shape[1]} (the weight's "
+                         f"input features), got {shape}")
+    S, S_inverse, _ = whitening(gram)                  # checks symmetry and finiteness
     if rank > S.shape[1]:
         raise ValueError(f"rank {rank} is above the rank {S.shape[1]} of the calibration inputs' "
                          "Gram matrix: collect more calibration data or choose a smaller rank")

@@ -10,7 +10,7 @@ from torch import nn
 
 from .core import Case, Failure, as_number, close, outputs_differ, run_cases
 from .pipeline import (Requirement, check_requirements, learner_model, percent, state_of,
-                       test_accuracy, unchanged)
+                       test_accuracy, unchanged_requirement)
 
 __all__ = ["exercise_3_1", "exercise_3_2", "exercise_3_3", "exercise_3_4", "exercise_3_5",
            "exercise_3_6", "exercise_3_7", "MLP_BUDGET_FRACTION", "MLP_TARGET_ACCURACY"]
@@ -289,10 +289,11 @@ def _factors_of(layer) -> tuple:
 def _still_truncated(layer, dense_weight: torch.Tensor, rank: int) -> bool:
     """Whether the factors of ``layer`` still multiply to the truncated SVD of
     ``dense_weight``: the layer was factorized but never trained."""
+    from ..svd import truncated_svd
+
     first, last = _factors_of(layer)
-    U, S, Vh = torch.linalg.svd(dense_weight.double(), full_matrices=False)
-    truncated = (U[:, :rank] * S[:rank]) @ Vh[:rank]
-    return torch.allclose(last @ first, truncated, atol=1e-4)
+    U, S, Vh = truncated_svd(dense_weight.double(), rank)
+    return torch.allclose(last @ first, (U * S) @ Vh, atol=1e-4)
 
 
 def _factorized_requirement(model, names) -> tuple:
@@ -343,10 +344,9 @@ def exercise_3_7(small_mlp) -> None:
                          "and fc2; compare your choices on held-out training images (say the "
                          "last 2,000), not on the test set")
     requirements = [
-        Requirement("reference MLP unchanged", "unchanged",
-                    "unchanged" if unchanged(mlp, before) else "changed", unchanged(mlp, before),
-                    "work on a copy: compress.compress copies by default; copy.deepcopy(mlp) "
-                    "before fine-tuning or changing layers yourself"),
+        unchanged_requirement("reference MLP", mlp, before,
+                              "work on a copy: compress.compress copies by default; "
+                              "copy.deepcopy(mlp) before fine-tuning or changing layers yourself"),
         structure,
         Requirement("parameters", f"≤ {budget:,}", f"{params:,}", params <= budget,
                     f"a layer of rank r has r·(in + out) weights plus its bias: the budget "

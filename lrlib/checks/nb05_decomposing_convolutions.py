@@ -10,7 +10,7 @@ from torch import nn
 from .core import (Case, Failure, as_number, call, close, failed, outputs_differ, passed,
                    run_cases)
 from .pipeline import (Requirement, check_requirements, learner_model, percent, state_of,
-                       test_accuracy, unchanged)
+                       test_accuracy, unchanged_requirement)
 
 __all__ = ["exercise_5_1", "exercise_5_2", "exercise_5_3", "exercise_5_4", "exercise_5_5",
            "exercise_5_6", "speedup_cases", "CNN_FLOP_REDUCTION", "CNN_TARGET_ACCURACY"]
@@ -398,10 +398,10 @@ def exercise_5_6(compress_cnn) -> None:
     batchnorms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     chains = all(is_conv_chain(getattr(model, n, None)) for n in _CNN_CONVS)
     requirements = [
-        Requirement("reference CNN unchanged", "unchanged",
-                    "unchanged" if unchanged(cnn, before) else "changed", unchanged(cnn, before),
-                    "work on a copy: compress.compress copies by default; copy.deepcopy(cnn) "
-                    "before recalibrating, fine-tuning or folding in place"),
+        unchanged_requirement("reference CNN", cnn, before,
+                              "work on a copy: compress.compress copies by default; "
+                              "copy.deepcopy(cnn) before recalibrating, fine-tuning or folding "
+                              "in place"),
         Requirement("conv2–conv4 factorized", "three conv chains",
                     ", ".join(_chain_text(model, n) for n in _CNN_CONVS), chains,
                     "replace conv2, conv3 and conv4 by factorized chains (Tucker-2, CP or the "

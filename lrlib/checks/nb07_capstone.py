@@ -8,7 +8,8 @@ import math
 import torch
 
 from .core import Case, as_number, close, run_cases
-from .pipeline import Requirement, check_requirements, percent, predictions, state_of, unchanged
+from .pipeline import (Requirement, check_requirements, percent, predictions, state_of,
+                       unchanged_requirement)
 
 __all__ = ["exercise_7_1", "exercise_7_2", "exercise_7_3", "exercise_7_4", "exercise_7_5",
            "agreement_cases", "scan_cases", "SHIP_TARGET"]
@@ -398,9 +399,8 @@ def exercise_7_5(ship) -> None:
     speedup = row["speedup"]
     drop = dense_accuracy - accuracy
     requirements = [
-        Requirement("reference CNN unchanged", "unchanged",
-                    "unchanged" if unchanged(cnn, before) else "changed", unchanged(cnn, before),
-                    "work on a copy: compress.compress copies by default"),
+        unchanged_requirement("reference CNN", cnn, before,
+                              "work on a copy: compress.compress copies by default"),
         Requirement("BatchNorm layers left", "0", str(batchnorms), batchnorms == 0,
                     "fold them (optimize.fold_batchnorms) before saving, and pass "
                     "batchnorm_folded=True to save_compressed"),

@@ -26,7 +26,7 @@ from torch import nn
 from .core import call, passed
 
 __all__ = ["Requirement", "check_requirements", "learner_model", "state_of", "unchanged",
-           "predictions", "test_accuracy", "percent"]
+           "unchanged_requirement", "predictions", "test_accuracy", "percent"]
 
 
 @dataclass
@@ -56,6 +56,13 @@ def unchanged(model: nn.Module, before: dict) -> bool:
     """Whether ``model`` holds exactly the tensors of ``before`` (from :func:`state_of`)."""
     now = model.state_dict()
     return now.keys() == before.keys() and all(torch.equal(now[k], before[k]) for k in before)
+
+
+def unchanged_requirement(what: str, model: nn.Module, before: dict, hint: str) -> Requirement:
+    """The requirement every pipeline exercise starts with: ``what`` ("reference MLP") left
+    exactly as :func:`state_of` recorded it."""
+    kept = unchanged(model, before)
+    return Requirement(f"{what} unchanged", "unchanged", "unchanged" if kept else "changed", kept, hint)
 
 
 def learner_model(exercise: str, function, *args) -> nn.Module:
