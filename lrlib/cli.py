@@ -195,13 +195,14 @@ def command_compress(args) -> int:
     example = train_set.images[:8]           # real images: the report's output errors use them
     # factorize with BatchNorm still in place, so that its statistics can be re-estimated
     # for the new layers and it can help fine-tuning; fold it at the end (notebook 05)
-    # with --calibration-images N: the whitened SVD (data-aware) where the method is an SVD,
-    # on the last N training images (those the report and fine-tuning do not single out)
+    # with --calibration-images N and --method auto: the data-aware methods (whitened SVD,
+    # whitened Tucker-2), on the last N training images (those the report and fine-tuning
+    # do not single out); a weights-only method named explicitly stays weights-only
     calibration = None
     if args.calibration_images:
         calibration = (train_set.images[-args.calibration_images:],
                        train_set.labels[-args.calibration_images:])
-    elif args.method in ("whitened", "asvd"):
+    elif args.method in ("whitened", "asvd", "whitened-tucker2"):
         raise CommandError(f"--method {args.method} is data-aware: pass --calibration-images N")
     compressed, report = compress_module.compress(
         original, rank=FlopReduction(args.target_speedup), method=args.method,
@@ -286,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="evaluate on the first N test images only (default: all 2,000)")
     compress_parser.add_argument("--calibration-images", type=_non_negative_int, default=0, metavar="N",
                                  help="factorize against the inputs each layer sees on N training "
-                                      "images (data-aware: the whitened SVD for SVD methods; 0: "
-                                      "weights only)")
+                                      "images (data-aware: with --method auto the whitened SVD and the "
+                                      "whitened Tucker-2; 0: weights only)")
     compress_parser.add_argument("--keep-batchnorm", action="store_true",
                                  help="keep BatchNorm layers in the saved model (default: fold them "
                                       "into the convolutions after fine-tuning)")

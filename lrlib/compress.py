@@ -276,7 +276,8 @@ def _measured_speedup(dense: nn.Module, factorized: nn.Module, x: torch.Tensor, 
 
 def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=None,
              inplace: bool = False, seed: int = 0, n_iter_max=None, example_input=None,
-             calibration=None, measure: bool = False, measure_seconds: float = 0.2):
+             calibration=None, damping: float = 0.0, measure: bool = False,
+             measure_seconds: float = 0.2):
     """Replace the model's Linear and Conv2d layers by factorized ones.
 
     Parameters
@@ -311,10 +312,16 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
         tensor, an ``ImageSet``, an ``(images, labels)`` pair, an iterable of batches, of
         ``(input, label)`` pairs or of dicts of keyword inputs, or a function that runs the
         model), or statistics already collected. With it the data-aware methods
-        ``"whitened"`` and ``"asvd"`` work, ``"auto"`` uses the whitened SVD for Linear
-        layers and 1×1 convolutions (Tucker-2, for larger kernels, still reads the weights
-        alone), and the report gives each layer's output error on all the calibration
-        inputs.
+        ``"whitened"``, ``"asvd"`` and ``"whitened-tucker2"`` work, ``"auto"`` uses the
+        whitened SVD for Linear layers and 1×1 convolutions and the whitened Tucker-2 for
+        larger kernels, and the report gives each layer's output error on all the
+        calibration inputs.
+    damping : float
+        For the whitened methods: fit the outputs plus ``damping · mean(diag G)`` times the
+        weight error (:func:`lrlib.data_aware.damped`). 0, the default, fits the outputs
+        alone; a layer that sees fewer calibration vectors than it has inputs (a classifier
+        sees one per image) then cannot take a rank above their number, and needs a
+        positive ``damping`` (0.01 is a common choice) or more calibration data.
     measure : bool
         Also time each replaced layer against the dense one on the input it sees in the
         model (needs ``example_input``), for ``measure_seconds`` per phase. Off by default:
@@ -330,6 +337,7 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
     """
     _check_arguments(model, rank, method)
     check_number(measure_seconds, "measure_seconds", low=0, low_open=True)
+    check_number(damping, "damping", low=0)
     if n_iter_max is not None:
         check_int(n_iter_max, "n_iter_max", minimum=1)
     if measure and example_input is None:
@@ -383,7 +391,7 @@ def compress(model: nn.Module, *, rank, method="auto", include=None, exclude=Non
             continue
         row, factorized = _compress_one(target, name, layer, rule, factorization, x,
                                         {"seed": seed, "n_iter_max": n_iter_max,
-                                         "statistics": layer_statistics})
+                                         "statistics": layer_statistics, "damping": damping})
         if factorized is not None:
             factorized_layers[name] = factorized
             if measure:
@@ -431,7 +439,8 @@ def _compress_one(target, name, layer, rule, factorization, x, options) -> tuple
     weight = layer.weight.detach()
     dense_params = sum(p.numel() for p in layer.parameters())
     input_hw = _input_hw(layer, x)
-    choice = choose_rank(rule, factorization, layer, input_hw)
+    choice = choose_rank(rule, factorization, layer, input_hw,
+                         statistics=options.get("statistics"), damping=options.get("damping", 0.0))
     note = choice.note
     if choice.rank is not None and not note:
         try:

@@ -33,6 +33,9 @@ __all__ = [
     "fashion_mnist",
     "read_idx",
     "synthetic_input",
+    "SAMPLE_PHOTOS",
+    "load_photo",
+    "photo_crops",
     "SUBSET_PATH",
     "DEBIAN_PATH",
 ]
@@ -237,3 +240,61 @@ def synthetic_input(shape, *, seed: int = 0, dtype=torch.float32, device=None) -
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype}")
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+
+
+#: Two colour photographs that ship with matplotlib (``matplotlib.cbook.get_sample_data``):
+#: a portrait of Grace Hopper and a present in blue wrapping.
+SAMPLE_PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+
+
+def load_photo(name: str) -> torch.Tensor:
+    """One of matplotlib's sample photographs as a ``(3, H, W)`` float tensor in ``[0, 1]``
+    (an RGBA picture is composited over white)."""
+    import matplotlib.pyplot as plt
+    from matplotlib import cbook
+
+    check_type(name, "name", str)
+    with cbook.get_sample_data(name) as file:
+        image = np.asarray(plt.imread(file), dtype=np.float32)
+    if image.max() > 1.5:                                   # JPEG: 0..255
+        image = image / 255
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.shape[-1] == 4:
+        image = image[..., :3] * image[..., 3:] + (1 - image[..., 3:])
+    return torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)
+
+
+def photo_crops(per_photo: int, *, seed: int, size: int = 224, photos=SAMPLE_PHOTOS) -> torch.Tensor:
+    """``per_photo`` random square crops of each photo, resized to ``size × size``: a seeded,
+    offline stand-in for natural images, shape ``(len(photos) · per_photo, 3, size, size)``,
+    values in ``[0, 1]``, the crops of the first photo first.
+
+    Each crop's side is a uniform fraction between ½ and all of the photo's shorter side, at
+    a uniform position, flipped left–right with probability ½, and resized with
+    antialiasing. All draws come from one generator seeded with ``seed``, in order, so two
+    calls with different seeds give different crops of the same scenes: strongly
+    correlated inputs, enough to compare a compressed model with its original, not to
+    estimate accuracy."""
+    check_int(per_photo, "per_photo", minimum=1)
+    check_int(seed, "seed")
+    check_int(size, "size", minimum=1)
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform() -> float:
+        return torch.rand((), generator=generator).item()
+
+    crops = []
+    for name in photos:
+        photo = load_photo(name)
+        _, h, w = photo.shape
+        for _ in range(per_photo):
+            side = int(min(h, w) * (0.5 + 0.5 * uniform()))
+            top = int(torch.randint(0, h - side + 1, (), generator=generator))
+            left = int(torch.randint(0, w - side + 1, (), generator=generator))
+            crop = photo[:, top:top + side, left:left + side]
+            if uniform() < 0.5:
+                crop = crop.flip(-1)
+            crops.append(torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear",
+                                                         antialias=True, align_corners=False)[0])
+    return torch.stack(crops).clamp(0, 1)

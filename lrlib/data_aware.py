@@ -21,15 +21,47 @@ border pixel), the fallback is ``S = Q₊ Λ₊^{1/2}`` from the eigenvectors of
 eigenvalues above a tolerance, and ``S⁻¹`` becomes ``Λ₊^{-1/2} Q₊ᵀ``: the result is still
 optimal on the calibration inputs, and it maps the directions they never visit to zero.
 
+**Damping.** A layer that sees fewer calibration vectors than it has inputs (a classifier
+sees one per image) has a singular ``G`` of rank below ``n``, and no rank above that can be
+fitted to the data alone. ``damping = λ`` replaces ``G`` by ``G + λ μ I`` with ``μ`` the
+mean of ``G``'s diagonal (the damping of Frantar et al. 2023, GPTQ). Since
+``trace(Δ (G + λμI) Δᵀ) = ‖Δ X‖_F² + λμ ‖Δ‖_F²`` for ``Δ = W − W'``, the whitened SVD then
+minimises the output error plus ``λμ`` times the weight error: directions the data never
+visit are kept as the weights have them, and ``λ → ∞`` is the plain SVD.
+
 **Activation-aware SVD** (Yuan et al. 2023, ASVD). Scale each input column of ``W`` by
 ``s_j = (mean |x_j|)^α``, truncate the SVD of ``W diag(s)``, and undo the scaling:
 ``W' = (U_r Σ_r V_rᵀ) diag(s)⁻¹``. Columns that meet large activations are kept more
 faithfully. It uses only the diagonal information of the inputs, so it is not optimal in
 the sense above; ``α = 0`` is the plain SVD, and the paper uses ``α = 0.5``.
 
-Each function returns ``(first, last)`` with ``last @ first = W'``, the singular values
+The SVD functions return ``(first, last)`` with ``last @ first = W'``, the singular values
 split evenly (``first = √Σ_r V_rᵀ S⁻¹``, ``last = U_r √Σ_r``) as in
 :class:`lrlib.layers.LowRankLinear`.
+
+**Data-aware Tucker-2** of a ``k_h × k_w`` convolution (:func:`whitened_tucker2`), the
+chain ``C_in → R_in`` (1×1), ``R_in → R_out`` (``k_h × k_w``), ``R_out → C_out`` (1×1) of
+:class:`lrlib.layers.Tucker2Conv2d`, fitted to the patch Gram matrix ``G`` of the
+calibration inputs. Three steps:
+
+1. *Input factor* ``V`` (``C_in × R_in``, the first 1×1 convolution computes ``z = Vᵀ x``
+   at every pixel). Sum the ``k_h k_w`` diagonal blocks of ``G`` into the channel Gram
+   matrix ``G_c`` (``C_in × C_in``: what one pixel's channel vector looks like) and stack
+   the kernel's taps into ``W_taps`` (``C_out k_h k_w × C_in``). ``V`` comes from the
+   whitened SVD of ``W_taps`` against ``G_c``. This is optimal for a proxy, the sum over
+   taps of each tap's own output error, as if each tap saw its pixel alone; it ignores how
+   neighbouring pixels correlate, so it is **not** the optimal ``V`` for the layer's output.
+2. *Core, given* ``V``. The core convolution sees the patches of ``z``, ``Qᵀ p`` with
+   ``Qᵀ = Vᵀ ⊗ I_{k_h k_w}`` acting on each patch ``p``. The core that best reproduces the
+   outputs ``W p`` is the least-squares solution ``C = W G Q (Qᵀ G Q)⁻¹``.
+3. *Output factor, given* ``V``. Keeping only ``R_out`` output directions is a reduced-rank
+   regression of ``W P`` on ``Qᵀ P``: its exact optimum takes ``U_out`` as the leading
+   ``R_out`` eigenvectors of ``C (Qᵀ G Q) Cᵀ`` and the core ``U_outᵀ C``.
+
+So steps 2–3 are the exact optimum of the output error *for the chosen* ``V`` (the same
+reasoning as Zhang et al. 2016's response reconstruction of a convolution's outputs, in
+closed form), and the whole is optimal when ``R_in = C_in``. At ``R_in = C_in`` and
+``R_out = C_out`` it reproduces the layer.
 """
 
 from __future__ import annotations
@@ -39,7 +71,7 @@ import torch
 from .svd import check_rank
 from .validate import check_number, check_tensor
 
-__all__ = ["whitening", "whitened_factors", "activation_scale", "activation_aware_factors",
+__all__ = ["whitening", "damped", "whitened_factors", "channel_gram", "whitened_tucker2", "activation_scale", "activation_aware_factors",
            "output_error", "relative_output_error", "DEFAULT_ALPHA", "EIGENVALUE_TOLERANCE"]
 
 #: ASVD's exponent, the value Yuan et al. (2023) use.
@@ -79,27 +111,100 @@ def whitening(gram: torch.Tensor) -> tuple:
     return vectors[:, keep] * root, (vectors[:, keep] / root).T, "eigen"
 
 
+def damped(gram: torch.Tensor, damping: float = 0.0) -> torch.Tensor:
+    """``G + λ μ I`` with ``λ = damping`` and ``μ`` the mean of ``G``'s diagonal (see the
+    module docstring); ``G`` itself when ``damping`` is 0."""
+    check_number(damping, "damping", low=0)
+    if damping == 0:
+        return gram
+    gram = gram.to(torch.float64)
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return gram + damping * gram.diagonal().mean() * eye
+
+
 def _split(U, S, Vh, rank: int, right: torch.Tensor) -> tuple:
     root = S[:rank].sqrt()
     return (root[:, None] * Vh[:rank]) @ right, U[:, :rank] * root
 
 
-def whitened_factors(weight: torch.Tensor, gram: torch.Tensor, rank: int) -> tuple:
+def whitened_factors(weight: torch.Tensor, gram: torch.Tensor, rank: int, *,
+                     damping: float = 0.0) -> tuple:
     """``(first, last)`` of the whitened SVD of ``weight`` (``m × n``) at ``rank`` for inputs
     with Gram matrix ``gram`` (``n × n``): the rank-``rank`` map with the smallest output
-    error on those inputs (see the module docstring). Computed in float64."""
+    error on those inputs (see the module docstring), with ``damping`` the smallest output
+    error plus ``damping · mean(diag G)`` times the weight error. Computed in float64."""
     weight = check_tensor(weight, "weight", ndim=2, finite=True).to(torch.float64)
     check_rank(rank, weight.shape)
     if not isinstance(gram, torch.Tensor) or gram.shape != (weight.shape[1],) * 2:
         shape = tuple(gram.shape) if isinstance(gram, torch.Tensor) else type(gram).__name__
         raise ValueError(f"input_gram must be {weight.shape[1]}×{weight.shape[1]} (the weight's "
                          f"input features), got {shape}")
-    S, S_inverse, _ = whitening(gram)                  # checks symmetry and finiteness
+    S, S_inverse, _ = whitening(damped(_check_gram(gram), damping))
     if rank > S.shape[1]:
         raise ValueError(f"rank {rank} is above the rank {S.shape[1]} of the calibration inputs' "
-                         "Gram matrix: collect more calibration data or choose a smaller rank")
+                         "Gram matrix (fewer calibration vectors than inputs): collect more "
+                         "calibration data, choose a smaller rank, or pass damping (e.g. 0.01)")
     U, sigma, Vh = torch.linalg.svd(weight @ S, full_matrices=False)
     return _split(U, sigma, Vh, rank, S_inverse)
+
+
+def channel_gram(patch_gram: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """``G_c = Σ_taps G[(c, tap), (c', tap)]``: the ``C_in × C_in`` Gram matrix of single
+    pixels' channel vectors, from the Gram matrix of unfolded patches (index
+    ``c · k_h k_w + tap``, :func:`torch.nn.functional.unfold`'s order)."""
+    taps = patch_gram.shape[0] // in_channels
+    blocks = patch_gram.reshape(in_channels, taps, in_channels, taps)
+    return torch.einsum("atbt->ab", blocks)
+
+
+def _pseudo_inverse_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """The pseudo-inverse of a symmetric positive semi-definite matrix, dropping the
+    eigenvalues below :data:`EIGENVALUE_TOLERANCE` of the largest."""
+    values, vectors = torch.linalg.eigh(matrix)
+    keep = values > EIGENVALUE_TOLERANCE * values.max()
+    return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+
+
+def whitened_tucker2(kernel: torch.Tensor, patch_gram: torch.Tensor, rank, *,
+                     damping: float = 0.0) -> tuple:
+    """``(core, u_out, v_in)`` of the data-aware Tucker-2 of a convolution ``kernel``
+    (``C_out × C_in × k_h × k_w``) at ``rank = (R_out, R_in)`` for input patches with Gram
+    matrix ``patch_gram`` (``C_in k_h k_w`` square), computed in float64 (module docstring:
+    steps 1–3; optimal given the input factor, which comes from a per-tap proxy).
+
+    ``core`` is ``(R_out, R_in, k_h, k_w)``, ``u_out`` ``(C_out, R_out)`` with orthonormal
+    columns, ``v_in`` ``(C_in, R_in)``: ``K ≈ Σ U_out[o, s] core[s, t] v_in[i, t]``, the
+    argument order of :meth:`lrlib.layers.Tucker2Conv2d.from_tucker`. ``damping`` is
+    applied to ``patch_gram`` as in :func:`damped`."""
+    kernel = check_tensor(kernel, "weight", ndim=4, finite=True).to(torch.float64)
+    c_out, c_in, k_h, k_w = kernel.shape
+    r_out, r_in = rank
+    taps = k_h * k_w
+    d = c_in * taps
+    if not isinstance(patch_gram, torch.Tensor) or patch_gram.shape != (d, d):
+        shape = tuple(patch_gram.shape) if isinstance(patch_gram, torch.Tensor) else type(patch_gram).__name__
+        raise ValueError(f"input_gram must be {d}×{d} (C_in·k_h·k_w, the kernel's patch length), "
+                         f"got {shape}")
+    gram = _check_gram(patch_gram)
+    if gram.abs().max() == 0:
+        raise ValueError("input_gram is zero: the calibration inputs of this layer were all zero")
+    gram = damped(gram, damping)
+    # 1. the input factor: whitened SVD of the stacked taps against one pixel's channel Gram
+    w_taps = kernel.permute(0, 2, 3, 1).reshape(c_out * taps, c_in)
+    first, _ = whitened_factors(w_taps, channel_gram(gram, c_in), r_in)
+    v_in = first.T                                              # (C_in, R_in): z = v_inᵀ x
+    # 2. the best core for that input factor: least squares on the patches.
+    # Q = v_in ⊗ I_taps, Q[(c, tap), (r, tap')] = v_in[c, r] if tap = tap' (unfold's order)
+    eye = torch.eye(taps, dtype=torch.float64, device=kernel.device)
+    q = (v_in[:, None, :, None] * eye[None, :, None, :]).reshape(d, r_in * taps)
+    w = kernel.reshape(c_out, d)
+    reduced = q.T @ gram @ q                                    # Gram of the patches of z
+    core = (w @ gram @ q) @ _pseudo_inverse_psd(reduced)        # (C_out, R_in taps)
+    # 3. the best R_out output directions: reduced-rank regression, eigenvectors of C H Cᵀ
+    values, vectors = torch.linalg.eigh(core @ reduced @ core.T)
+    u_out = vectors[:, values.argsort(descending=True)[:r_out]]
+    core = (u_out.T @ core).reshape(r_out, r_in, k_h, k_w)
+    return core, u_out, v_in
 
 
 def activation_scale(mean_abs: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:

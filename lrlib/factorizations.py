@@ -19,15 +19,16 @@ module, so adding a method means one class and one entry in :data:`REGISTRY`.
 | ``cp-separable`` | –                             | ``CPConv2d``, k×1 then 1×k (Lebedev 2015)|
 | ``whitened``     | ``LowRankLinear``, whitened   | ``SVDConv2d``, whitened by the patches   |
 | ``asvd``         | ``LowRankLinear``, ASVD       | ``SVDConv2d``, ASVD                      |
+| ``whitened-tucker2`` | –                         | ``Tucker2Conv2d`` fitted to the outputs  |
 
-``whitened`` (Chen et al. 2021; Wang et al. 2024) and ``asvd`` (Yuan et al. 2023) are
-data-aware (:mod:`lrlib.data_aware`): they need the statistics of the layer's calibration
+``whitened`` (Chen et al. 2021; Wang et al. 2024), ``asvd`` (Yuan et al. 2023) and
+``whitened-tucker2`` (:func:`lrlib.data_aware.whitened_tucker2`) are data-aware (:mod:`lrlib.data_aware`): they need the statistics of the layer's calibration
 inputs (:mod:`lrlib.calibration`), which ``compress(..., calibration=...)`` collects.
 
 Two more names choose among those: ``"cp"`` is the default CP chain
 (:data:`lrlib.layers.DEFAULT_CP_IMPLEMENTATION`), and ``"auto"`` is SVD for Linear layers
-and 1×1 convolutions (the whitened SVD when calibration data is given), Tucker-2 for larger
-kernels.
+and 1×1 convolutions, Tucker-2 for larger kernels; with calibration data, their data-aware
+versions (the whitened SVD, the whitened Tucker-2).
 """
 
 from __future__ import annotations
@@ -69,17 +70,20 @@ class Factorization:
     fine_tune_lr: float = 3e-4
     calibration: str | None = None
 
-    def build(self, layer: nn.Module, rank, *, seed=0, n_iter_max=None, statistics=None) -> nn.Module:
+    def build(self, layer: nn.Module, rank, *, seed=0, n_iter_max=None, statistics=None,
+              damping: float = 0.0) -> nn.Module:
         """Factorize the trained ``layer`` at ``rank``; ``layer`` is not changed.
         ``n_iter_max`` caps the sweeps of an iterative method (default: its own); the SVDs
         have none and ignore it. A data-aware method (``calibration`` is ``"gram"`` or
         ``"mean_abs"``) needs ``statistics``, the layer's
-        :class:`lrlib.calibration.LayerStatistics`; the others ignore them."""
+        :class:`lrlib.calibration.LayerStatistics`; the others ignore them. ``damping``
+        goes to the whitened methods (:func:`lrlib.data_aware.damped`)."""
         options = {**self.structure, **self.algorithm}
         if self.iterative and n_iter_max is not None:
             options["n_iter_max"] = n_iter_max
         if self.calibration == "gram":
             options["input_gram"] = self._statistics(statistics).gram
+            options["damping"] = damping
         elif self.calibration == "mean_abs":
             options["input_mean_abs"] = self._statistics(statistics).mean_abs
         return self.layer_class.from_dense(layer, rank, seed=seed, **options)
@@ -120,11 +124,13 @@ REGISTRY = {
     ("whitened", nn.Conv2d): Factorization("whitened", SVDConv2d, nn.Conv2d, calibration="gram"),
     ("asvd", nn.Linear): Factorization("asvd", LowRankLinear, nn.Linear, calibration="mean_abs"),
     ("asvd", nn.Conv2d): Factorization("asvd", SVDConv2d, nn.Conv2d, calibration="mean_abs"),
+    ("whitened-tucker2", nn.Conv2d): Factorization("whitened-tucker2", Tucker2Conv2d, nn.Conv2d,
+                                                   spectral_modes=(0, 1), calibration="gram"),
 }
 
 #: Every name ``method=`` accepts: the registry's, plus ``"cp"`` and ``"auto"``.
 METHODS = ("auto", "svd", "randomized", "tucker2", "cp", "cp-separable", "cp-fused", "whitened",
-           "asvd")
+           "asvd", "whitened-tucker2")
 
 
 def check_method(method, name: str = "method"):
@@ -145,8 +151,9 @@ def resolve(method: str, layer: nn.Module, *, linear_fallback: bool = False,
             data_aware: bool = False) -> Factorization:
     """The :class:`Factorization` that ``method`` means for ``layer``.
 
-    ``"auto"``: SVD for a Linear layer or a 1×1 convolution (the whitened SVD when
-    ``data_aware``, i.e. calibration data is at hand), Tucker-2 for a larger kernel;
+    ``"auto"``: SVD for a Linear layer or a 1×1 convolution, Tucker-2 for a larger kernel;
+    when ``data_aware`` (calibration data is at hand) their data-aware versions, the
+    whitened SVD and the whitened Tucker-2;
     ``"cp"``: the default CP chain. A convolution-only method (Tucker-2, CP) on a Linear
     layer is an error, unless ``linear_fallback=True`` (a method named for a whole model:
     its Linear layers then get SVD, the one factorization of a matrix, whitened when
@@ -155,7 +162,8 @@ def resolve(method: str, layer: nn.Module, *, linear_fallback: bool = False,
     kind = _dense_type(layer)
     svd = "whitened" if data_aware else "svd"
     if method == "auto":
-        method = svd if kind is nn.Linear or layer.kernel_size == (1, 1) else "tucker2"
+        tucker2 = "whitened-tucker2" if data_aware else "tucker2"
+        method = svd if kind is nn.Linear or layer.kernel_size == (1, 1) else tucker2
     elif method == "cp":
         method = "cp-" + DEFAULT_CP_IMPLEMENTATION
     if (method, kind) not in REGISTRY:

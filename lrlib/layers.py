@@ -37,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-from .data_aware import DEFAULT_ALPHA, activation_aware_factors, whitened_factors
+from .data_aware import DEFAULT_ALPHA, activation_aware_factors, whitened_factors, whitened_tucker2
 from .svd import check_rank, randomized_svd, truncated_svd
 from .validate import check_choice, check_finite, check_int, check_positive_ints, check_type
 
@@ -51,7 +51,7 @@ SVD_ALGORITHMS = ("svd", "randomized")
 
 
 def _svd_factors(matrix: torch.Tensor, rank: int, algorithm: str, seed, *, input_gram=None,
-                 input_mean_abs=None, alpha: float = DEFAULT_ALPHA):
+                 input_mean_abs=None, alpha: float = DEFAULT_ALPHA, damping: float = 0.0):
     """``(first, last)`` with ``last @ first`` a rank-``rank`` approximation of ``matrix``
     (float64), the singular values split evenly: ``first = √S Vᴴ``, ``last = U √S``, so both
     factors get similar scales (which suits fine-tuning).
@@ -65,7 +65,7 @@ def _svd_factors(matrix: torch.Tensor, rank: int, algorithm: str, seed, *, input
         raise ValueError("pass input_gram (whitened SVD) or input_mean_abs (activation-aware SVD), "
                          "not both")
     if input_gram is not None:
-        return whitened_factors(matrix, input_gram, rank)
+        return whitened_factors(matrix, input_gram, rank, damping=damping)
     if input_mean_abs is not None:
         return activation_aware_factors(matrix, input_mean_abs, rank, alpha=alpha)
     if algorithm == "svd":
@@ -111,7 +111,7 @@ class LowRankLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int, *, algorithm: str = "svd",
                     seed=0, input_gram=None, input_mean_abs=None,
-                    alpha: float = DEFAULT_ALPHA) -> "LowRankLinear":
+                    alpha: float = DEFAULT_ALPHA, damping: float = 0.0) -> "LowRankLinear":
         """Factorize a trained ``nn.Linear`` at ``rank`` (``1 ≤ rank ≤ min(m, n)``);
         ``linear`` is not changed.
 
@@ -122,14 +122,15 @@ class LowRankLinear(nn.Module):
         Data-aware (:mod:`lrlib.data_aware`, statistics from
         :func:`lrlib.calibration.collect_statistics`): ``input_gram`` (``n × n``, the Gram
         matrix of the layer's calibration inputs) gives the whitened SVD, the rank-``rank``
-        layer with the smallest output error on those inputs; ``input_mean_abs`` (``n``)
+        layer with the smallest output error on those inputs (``damping`` adds a share of
+        the weight error, :func:`lrlib.data_aware.damped`); ``input_mean_abs`` (``n``)
         gives the activation-aware SVD with exponent ``alpha``.
         """
         check_type(linear, "linear", nn.Linear)
         weight = check_finite(linear.weight.detach(), "linear.weight")
         check_rank(rank, weight.shape)
         first, last = _svd_factors(weight.double(), rank, algorithm, seed, input_gram=input_gram,
-                                   input_mean_abs=input_mean_abs, alpha=alpha)
+                                   input_mean_abs=input_mean_abs, alpha=alpha, damping=damping)
         layer = cls.like(linear, rank)
         with torch.no_grad():
             layer.first.weight.copy_(first)
@@ -394,7 +395,7 @@ class SVDConv2d(_ConvChain):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, rank: int, *, algorithm: str = "svd",
                   seed=0, input_gram=None, input_mean_abs=None,
-                  alpha: float = DEFAULT_ALPHA) -> "SVDConv2d":
+                  alpha: float = DEFAULT_ALPHA, damping: float = 0.0) -> "SVDConv2d":
         """Factorize a trained ``conv`` at channel rank ``rank`` (``1 ≤ R ≤ min(C_out,
         C_in k_h k_w)``) by the SVD of its unfolded kernel (exact, or ``algorithm=
         "randomized"``), computed in float64, with the singular values split evenly
@@ -411,7 +412,7 @@ class SVDConv2d(_ConvChain):
         check_rank(rank, (c_out, c_in * k_h * k_w))
         first, last = _svd_factors(weight.double().reshape(c_out, -1), rank, algorithm, seed,
                                    input_gram=input_gram, input_mean_abs=input_mean_abs,
-                                   alpha=alpha)
+                                   alpha=alpha, damping=damping)
         layer = cls.like(conv, rank)
         with torch.no_grad():
             layer.first.weight.copy_(first.reshape(rank, c_in, k_h, k_w))
@@ -476,20 +477,29 @@ class Tucker2Conv2d(_ConvChain):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, rank, *, n_iter_max: int = 100, tol: float = 1e-8,
-                  seed=None) -> "Tucker2Conv2d":
+                  seed=None, input_gram=None, damping: float = 0.0) -> "Tucker2Conv2d":
         """Factorize a trained ``conv`` with ``rank = (R_out, R_in)`` (``1 ≤ R_out ≤ C_out``,
         ``1 ≤ R_in ≤ C_in``) by HOOI (:func:`lrlib.tensor.tucker_hooi`, in float64, with its
         defaults: it starts from the HOSVD, so ``seed`` changes nothing unless HOOI is given
-        a random start) on the two channel modes. ``conv`` is not changed."""
+        a random start) on the two channel modes. ``conv`` is not changed.
+
+        With ``input_gram``, the Gram matrix of the layer's unfolded input patches on
+        calibration data (``C_in k_h k_w`` square, :func:`lrlib.calibration.collect_statistics`),
+        the factors are fitted to the layer's outputs instead
+        (:func:`lrlib.data_aware.whitened_tucker2`, with ``damping``; ``n_iter_max``, ``tol``
+        and ``seed`` are then unused)."""
         from .tensor import tucker_hooi
 
         conv = check_conv(conv)
         weight = conv.weight.detach()
         c_out, c_in, k_h, k_w = weight.shape
         r_out, r_in = _check_tucker2_rank(rank, c_in, c_out)
-        result = tucker_hooi(weight.double(), (r_out, r_in, k_h, k_w), n_iter_max=n_iter_max, tol=tol,
-                             seed=seed)
-        core, (u_out, u_in, _, _) = result.core, result.factors
+        if input_gram is not None:
+            core, u_out, u_in = whitened_tucker2(weight, input_gram, (r_out, r_in), damping=damping)
+        else:
+            result = tucker_hooi(weight.double(), (r_out, r_in, k_h, k_w), n_iter_max=n_iter_max,
+                                 tol=tol, seed=seed)
+            core, (u_out, u_in, _, _) = result.core, result.factors
         # the spatial modes are kept whole (identity factors), so the core is (R_out, R_in, k_h, k_w)
         layer = cls.like(conv, (r_out, r_in))
         layer._load_tucker(core, u_out, u_in, conv.bias)

@@ -11,7 +11,8 @@ name) and turned into a rank per layer by :func:`choose_rank`:
 * a float ``keep`` in (0, 1]: the largest rank whose weights are at most that fraction of
   the layer's (Tucker-2 keeps ``R_out / R_in ≈ C_out / C_in``);
 * :class:`Energy` ``(e)``: the smallest rank keeping that fraction of ``Σ σ²`` of the
-  unfolding(s) (SVD and Tucker-2);
+  unfolding(s) (SVD and Tucker-2); for the whitened methods with calibration statistics,
+  of the *outputs* on the calibration inputs (see :class:`Energy`);
 * :class:`VBMF` ``()``: the EVBMF rank estimate of the unfolding(s) (Nakajima, Sugiyama,
   Babacan & Tomioka 2013, "Global analytic solution of fully-observed variational Bayesian
   matrix factorization", JMLR; for Tucker-2 as Kim et al. 2016 do, one per channel mode);
@@ -42,7 +43,16 @@ __all__ = ["Energy", "VBMF", "FlopReduction", "RankChoice", "RULE_HELP", "check_
 @dataclass(frozen=True)
 class Energy:
     """Rank rule: the smallest rank keeping a fraction ``energy`` of ``Σ S_i²``
-    (see :func:`lrlib.svd.rank_for_energy`). Use as ``compress(model, rank=Energy(0.9))``."""
+    (see :func:`lrlib.svd.rank_for_energy`). Use as ``compress(model, rank=Energy(0.9))``.
+
+    With a whitened method (``"whitened"``, ``"whitened-tucker2"``) and calibration data,
+    the spectrum read is that of ``W S`` (``S Sᵀ`` the inputs' Gram matrix,
+    :mod:`lrlib.data_aware`), whose singular values are those of the layer's outputs
+    ``W X``: the rank then keeps a fraction ``energy`` of the outputs' ``‖W X‖_F²``, and the
+    layer's relative output error on the calibration inputs is ``√(1 − energy)`` at most
+    (before the bias). For Tucker-2 the output mode reads ``W G Wᵀ`` and the input mode the
+    stacked taps whitened by one pixel's channel Gram, as
+    :func:`lrlib.data_aware.whitened_tucker2` factorizes them."""
 
     energy: float
 
@@ -151,10 +161,31 @@ def _unfolding_rank(weight: torch.Tensor, mode: int, rule) -> int:
     return max(1, evbmf(matrix).rank)
 
 
-def choose_rank(rule, factorization: Factorization, layer: nn.Module, input_hw=None) -> RankChoice:
+def _output_spectra(weight: torch.Tensor, gram: torch.Tensor, modes: tuple, damping: float) -> list:
+    """The singular values that the whitened methods truncate, one spectrum per mode
+    (see :class:`Energy`)."""
+    from .data_aware import channel_gram, damped, whitening
+
+    gram = damped(gram.to(torch.float64), damping)
+    weight = weight.double()
+    if modes == (0,):
+        S, _, _ = whitening(gram)
+        return [torch.linalg.svdvals(weight.reshape(weight.shape[0], -1) @ S)]
+    c_out, c_in, k_h, k_w = weight.shape
+    unfolded = weight.reshape(c_out, -1)
+    outputs = torch.linalg.eigvalsh(unfolded @ gram @ unfolded.T).clamp(min=0).sqrt().flip(0)
+    S, _, _ = whitening(channel_gram(gram, c_in))
+    taps = weight.permute(0, 2, 3, 1).reshape(c_out * k_h * k_w, c_in)
+    return [outputs, torch.linalg.svdvals(taps @ S)]
+
+
+def choose_rank(rule, factorization: Factorization, layer: nn.Module, input_hw=None, *,
+                statistics=None, damping: float = 0.0) -> RankChoice:
     """The rank ``rule`` gives ``layer`` when it is factorized by ``factorization``
     (a registry entry, :func:`lrlib.factorizations.resolve`); ``input_hw`` is the size of
-    the input a convolution sees (needed by :class:`FlopReduction`)."""
+    the input a convolution sees (needed by :class:`FlopReduction`). ``statistics`` (the
+    layer's :class:`lrlib.calibration.LayerStatistics`) and ``damping`` make
+    :class:`Energy` read the outputs' spectrum for a whitened method."""
     check_rule(rule)
     check_type(factorization, "factorization", Factorization, "a Factorization from the registry")
     check_type(layer, "layer", factorization.dense_type)
@@ -173,7 +204,11 @@ def choose_rank(rule, factorization: Factorization, layer: nn.Module, input_hw=N
         raise ValueError(f"{type(rule).__name__} rules read the spectra of unfoldings and are "
                          "defined for SVD and Tucker-2, not for CP (here method "
                          f"{factorization.name!r}); give these layers an int or a float rule")
-    ranks = tuple(_unfolding_rank(weight, mode, rule) for mode in modes)
+    if isinstance(rule, Energy) and factorization.calibration == "gram" and statistics is not None:
+        spectra = _output_spectra(weight, statistics.gram, modes, damping)
+        ranks = tuple(rank_for_energy(spectrum, rule.energy) for spectrum in spectra)
+    else:
+        ranks = tuple(_unfolding_rank(weight, mode, rule) for mode in modes)
     return RankChoice(ranks if len(modes) == 2 else ranks[0])
 
 

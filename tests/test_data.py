@@ -199,3 +199,15 @@ def test_make_dataset_tool_rebuilds_the_shipped_subset(tmp_path):
         assert sorted(rebuilt.files) == sorted(shipped.files)
         for key in shipped.files:
             assert np.array_equal(rebuilt[key], shipped[key]), key
+
+
+def test_photo_crops_are_seeded_offline_images_of_the_two_sample_photos():
+    crops = data.photo_crops(3, seed=1, size=32)
+    assert crops.shape == (6, 3, 32, 32) and crops.dtype == torch.float32
+    assert 0 <= crops.min() and crops.max() <= 1
+    assert torch.equal(crops, data.photo_crops(3, seed=1, size=32))
+    assert not torch.equal(crops, data.photo_crops(3, seed=2, size=32))
+    # the first photo's crops come first: the portrait is darker than the present on white
+    assert crops[:3].mean() < crops[3:].mean()
+    with pytest.raises(ValueError, match="per_photo"):
+        data.photo_crops(0, seed=1)

@@ -236,3 +236,160 @@ def test_a_data_aware_method_without_calibration_is_a_clear_note_or_error():
     with pytest.raises(ValueError, match="is data-aware"):
         from lrlib.factorizations import REGISTRY
         REGISTRY["whitened", nn.Linear].build(nn.Linear(6, 5), 2)
+
+
+# ------------------------------------------------------------------ data-aware Tucker-2
+def _correlated_images(count, channels, seed):
+    """Images whose channels have very different scales and whose neighbouring pixels
+    correlate, so that the patches' Gram matrix is far from the identity."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(count, channels, 9, 9, generator=generator, dtype=torch.float64)
+    x = x * torch.logspace(-1, 0.5, channels, dtype=torch.float64)[None, :, None, None]
+    return x + 0.8 * x.roll(1, dims=3)
+
+
+def _explicit_optimum_given_input_factor(conv, x, v_in, r_out):
+    """The best output error of a Tucker-2 chain with input factor ``v_in``, computed on the
+    patches themselves: least squares of the outputs on the reduced patches, then the
+    best rank-``r_out`` part of the fit (an independent route to step 2–3's closed form)."""
+    z = nn.functional.conv2d(x, v_in.T[:, :, None, None])
+    patches = nn.functional.unfold(z, conv.kernel_size, padding=conv.padding, stride=conv.stride)
+    patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
+    with torch.no_grad():
+        y = conv(x) - conv.bias[None, :, None, None]
+    y = y.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
+    fit = patches @ torch.linalg.lstsq(patches, y).solution
+    U, S, Vh = torch.linalg.svd(fit, full_matrices=False)
+    best = (U[:, :r_out] * S[:r_out]) @ Vh[:r_out]
+    return torch.linalg.vector_norm(y - best).item()
+
+
+@pytest.mark.parametrize("rank", [(4, 3), (8, 2), (10, 4), (3, 6)])
+def test_whitened_tucker2_is_the_optimum_for_its_input_factor_and_beats_hooi(rank):
+    torch.manual_seed(3)
+    conv = nn.Conv2d(6, 10, 3, padding=1).double()
+    x = _correlated_images(20, 6, seed=4)
+    stats = calibration.collect_statistics(conv, x)[""]
+    chain = layers.Tucker2Conv2d.from_conv(conv, rank, input_gram=stats.gram)
+    hooi = layers.Tucker2Conv2d.from_conv(conv, rank)
+    assert chain.rank == rank
+    u_out = chain.last.weight[:, :, 0, 0]
+    assert torch.allclose(u_out.T @ u_out, torch.eye(rank[0], dtype=torch.float64), atol=1e-10)
+    with torch.no_grad():
+        error = torch.linalg.vector_norm(conv(x) - chain(x)).item()
+        hooi_error = torch.linalg.vector_norm(conv(x) - hooi(x)).item()
+    v_in = chain.first.weight[:, :, 0, 0].T
+    assert error == pytest.approx(_explicit_optimum_given_input_factor(conv, x, v_in, rank[0]), rel=1e-6)
+    assert error < hooi_error
+
+
+def test_whitened_tucker2_at_full_ranks_is_exact_and_with_damping_tends_to_the_weights():
+    torch.manual_seed(5)
+    conv = nn.Conv2d(5, 7, (3, 2), stride=2, padding=(1, 0)).double()
+    x = _correlated_images(6, 5, seed=6)
+    stats = calibration.collect_statistics(conv, x)[""]
+    full = layers.Tucker2Conv2d.from_conv(conv, (7, 5), input_gram=stats.gram)
+    with torch.no_grad():
+        assert torch.allclose(full(x), conv(x), atol=1e-10)
+    # a huge damping makes the Gram matrix a multiple of the identity: the input factor is
+    # then the plain SVD's of the stacked taps, and the output error no longer reads the data
+    data_fit = layers.Tucker2Conv2d.from_conv(conv, (3, 2), input_gram=stats.gram)
+    weights_fit = layers.Tucker2Conv2d.from_conv(conv, (3, 2), input_gram=stats.gram, damping=1e9)
+    identity = layers.Tucker2Conv2d.from_conv(conv, (3, 2), input_gram=torch.eye(30, dtype=torch.float64))
+    assert torch.allclose(weights_fit.to_dense().weight, identity.to_dense().weight, atol=1e-6)
+    with torch.no_grad():
+        assert (torch.linalg.vector_norm(conv(x) - data_fit(x))
+                < torch.linalg.vector_norm(conv(x) - weights_fit(x)))
+
+
+def test_whitened_tucker2_names_a_wrong_gram():
+    conv = nn.Conv2d(4, 6, 3).double()
+    with pytest.raises(ValueError, match="input_gram must be 36×36"):
+        layers.Tucker2Conv2d.from_conv(conv, (2, 2), input_gram=torch.eye(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="damping"):
+        layers.Tucker2Conv2d.from_conv(conv, (2, 2), input_gram=torch.eye(36, dtype=torch.float64), damping=-1)
+
+
+def test_channel_gram_sums_the_taps_of_the_patch_gram():
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    conv = nn.Conv2d(3, 4, 3).double()
+    stats = calibration.collect_statistics(conv, x)[""]
+    patches = calibration.input_vectors(conv, x).reshape(-1, 3, 9)     # (patch, channel, tap)
+    expected = torch.einsum("pat,pbt->ab", patches, patches)
+    assert torch.allclose(data_aware.channel_gram(stats.gram, 3), expected)
+
+
+# ------------------------------------------------------------------ damping and output energy
+def test_damping_blends_the_output_error_with_the_weight_error():
+    W, X = _weight(6, 10, 1), _inputs(10, 4, 2)             # 4 vectors: a Gram of rank 4
+    gram = X.T @ X
+    with pytest.raises(ValueError, match="pass damping"):
+        data_aware.whitened_factors(W, gram, 5)
+    damping, rank = 0.3, 5
+    first, last = data_aware.whitened_factors(W, gram, rank, damping=damping)
+    mu = gram.diagonal().mean()
+
+    def objective(approximation):
+        return (data_aware.output_error(W, approximation, gram) ** 2
+                + damping * mu * torch.linalg.matrix_norm(W - approximation) ** 2)
+
+    best = objective(last @ first)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(20):                                     # nearby rank-5 maps are no better
+        nearby = (last + 1e-3 * torch.randn(last.shape, generator=generator, dtype=torch.float64)) @ first
+        assert objective(nearby) >= best
+    huge_first, huge_last = data_aware.whitened_factors(W, gram, rank, damping=1e9)
+    assert torch.allclose(huge_last @ huge_first, _plain(W, rank), atol=1e-6)
+
+
+def test_energy_reads_the_outputs_spectrum_for_the_whitened_methods():
+    from lrlib.rank_rules import Energy
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(16, 12, bias=False))
+    x = _inputs(16, 300, 8).float()
+    stats = calibration.collect_statistics(model, x)
+    for energy in (0.5, 0.9, 0.99):
+        _, report = compress.compress(model, rank={"0": Energy(energy)}, method="whitened",
+                                      calibration=stats)
+        row = report.rows[0]
+        # the smallest rank whose output error is at most √(1 − energy): the chosen one is
+        # within it, one rank less is not
+        assert row["calibration_error"] <= (1 - energy) ** 0.5 + 1e-9
+        if row["rank"] > 1:
+            _, smaller = compress.compress(model, rank={"0": row["rank"] - 1}, method="whitened",
+                                           calibration=stats)
+            assert smaller.rows[0]["calibration_error"] > (1 - energy) ** 0.5
+    # weights-only SVD reads the weights' spectrum, which knows nothing of the inputs' scales
+    _, plain = compress.compress(model, rank={"0": Energy(0.9)}, method="svd")
+    _, aware = compress.compress(model, rank={"0": Energy(0.9)}, method="whitened", calibration=stats)
+    assert plain.rows[0]["rank"] != aware.rows[0]["rank"]
+
+
+def test_auto_with_calibration_uses_the_whitened_tucker2_for_larger_kernels():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), nn.Conv2d(8, 6, 1))
+    x = _correlated_images(4, 3, seed=10).float()
+    _, report = compress.compress(model, rank={"2": (4, 4), "4": 3}, calibration=x, example_input=x)
+    assert [row["method"] for row in report.rows] == ["whitened-tucker2", "whitened"]
+    _, plain = compress.compress(model, rank={"2": (4, 4), "4": 3}, example_input=x)
+    assert [row["method"] for row in plain.rows] == ["tucker2", "svd"]
+
+
+def test_sampling_input_vectors_bounds_the_count_and_is_seeded():
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    x = torch.randn(8, 2, 10, 10)
+    batches = [x[:4], x[4:]]
+    full = calibration.collect_statistics(conv, batches)[""]
+    assert full.count == 800
+    sampled = calibration.collect_statistics(conv, batches, max_vectors_per_batch=50, seed=1)[""]
+    again = calibration.collect_statistics(conv, batches, max_vectors_per_batch=50, seed=1)[""]
+    other = calibration.collect_statistics(conv, batches, max_vectors_per_batch=50, seed=2)[""]
+    assert sampled.count == 100 and sampled.calls == 2
+    assert torch.equal(sampled.gram, again.gram) and not torch.equal(sampled.gram, other.gram)
+    # a sample of the patches themselves: its Gram is a sum of 100 of the 800 outer products
+    patches = calibration.input_vectors(conv, x).double()
+    assert torch.trace(sampled.gram) <= torch.trace(full.gram)
+    assert full.gram.allclose(patches.T @ patches)
+    with pytest.raises(ValueError, match="max_vectors_per_batch"):
+        calibration.collect_statistics(conv, batches, max_vectors_per_batch=0)

@@ -132,6 +132,6 @@ def test_what_the_rules_and_the_command_line_ask_the_registry():
         ("randomized", nn.Conv2d): (0,), ("tucker2", nn.Conv2d): (0, 1),
         ("cp-fused", nn.Conv2d): (), ("cp-separable", nn.Conv2d): (),
         ("whitened", nn.Linear): (0,), ("whitened", nn.Conv2d): (0,), ("asvd", nn.Linear): (0,),
-        ("asvd", nn.Conv2d): (0,)}
+        ("asvd", nn.Conv2d): (0,), ("whitened-tucker2", nn.Conv2d): (0, 1)}
     assert {entry.name for entry in REGISTRY.values() if entry.fine_tune_lr < 3e-4} == {"cp-fused", "cp-separable"}
     assert {entry.name for entry in REGISTRY.values() if entry.iterative} == {"tucker2", "cp-fused", "cp-separable"}
