@@ -248,12 +248,12 @@ SAMPLE_PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
 
 
 def load_photo(name: str) -> torch.Tensor:
-    """One of matplotlib's sample photographs as a ``(3, H, W)`` float tensor in ``[0, 1]``
+    """One of matplotlib's sample photographs (a name in :data:`SAMPLE_PHOTOS`) as a ``(3, H, W)`` float tensor in ``[0, 1]``
     (an RGBA picture is composited over white)."""
     import matplotlib.pyplot as plt
     from matplotlib import cbook
 
-    check_type(name, "name", str)
+    check_choice(name, "name", SAMPLE_PHOTOS)
     with cbook.get_sample_data(name) as file:
         image = np.asarray(plt.imread(file), dtype=np.float32)
     if image.max() > 1.5:                                   # JPEG: 0..255

@@ -345,4 +345,10 @@ def load_efficientnet_lite0() -> nn.Module:
 def efficientnet_input(pictures: torch.Tensor) -> torch.Tensor:
     """Pictures with values in ``[0, 1]`` scaled as TensorFlow's EfficientNet-Lite was
     trained: a pixel value ``v ∈ [0, 255]`` becomes ``(v − 127) / 128`` in every channel."""
+    from .validate import check_tensor
+
+    check_tensor(pictures, "pictures")
+    if pictures.numel() and (pictures.min() < 0 or pictures.max() > 1):
+        raise ValueError(f"pictures must have values in [0, 1], got [{pictures.min().item():g}, "
+                         f"{pictures.max().item():g}] (divide 0–255 pixels by 255 first)")
     return (pictures * 255 - 127) / 128
