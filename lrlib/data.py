@@ -248,8 +248,8 @@ SAMPLE_PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
 
 
 def load_photo(name: str) -> torch.Tensor:
-    """One of matplotlib's sample photographs (a name in :data:`SAMPLE_PHOTOS`) as a ``(3, H, W)`` float tensor in ``[0, 1]``
-    (an RGBA picture is composited over white)."""
+    """One of matplotlib's sample photographs (a name in :data:`SAMPLE_PHOTOS`) as a
+    ``(3, H, W)`` float tensor in ``[0, 1]`` (an RGBA picture is composited over white)."""
     import matplotlib.pyplot as plt
     from matplotlib import cbook
 

@@ -71,8 +71,9 @@ import torch
 from .svd import check_rank
 from .validate import check_number, check_tensor
 
-__all__ = ["whitening", "damped", "whitened_factors", "channel_gram", "whitened_tucker2", "activation_scale", "activation_aware_factors",
-           "output_error", "relative_output_error", "DEFAULT_ALPHA", "EIGENVALUE_TOLERANCE"]
+__all__ = ["whitening", "damped", "whitened_factors", "channel_gram", "whitened_tucker2",
+           "output_spectra", "activation_scale", "activation_aware_factors", "output_error",
+           "relative_output_error", "DEFAULT_ALPHA", "EIGENVALUE_TOLERANCE"]
 
 #: ASVD's exponent, the value Yuan et al. (2023) use.
 DEFAULT_ALPHA = 0.5
@@ -88,6 +89,8 @@ def _check_gram(gram) -> torch.Tensor:
                          f"{tuple(gram.shape)}")
     if not torch.allclose(gram, gram.T, rtol=1e-8, atol=1e-10 * gram.abs().max().clamp(min=1e-300)):
         raise ValueError("input_gram must be symmetric (a Gram matrix X Xᵀ)")
+    if gram.abs().max() == 0:
+        raise ValueError("input_gram is zero: the calibration inputs of this layer were all zero")
     return gram
 
 
@@ -95,9 +98,11 @@ def whitening(gram: torch.Tensor) -> tuple:
     """``(S, S_inverse, method)`` with ``S Sᵀ = gram`` and ``S_inverse @ S = I``: the
     Cholesky factor and its inverse, or, when ``gram`` is singular, the eigen square root
     ``Q₊ Λ₊^{1/2}`` and ``Λ₊^{-1/2} Q₊ᵀ`` (``method`` says which: "cholesky" or "eigen")."""
-    gram = _check_gram(gram)
-    if gram.abs().max() == 0:
-        raise ValueError("input_gram is zero: the calibration inputs of this layer were all zero")
+    return _whiten(_check_gram(gram))
+
+
+def _whiten(gram: torch.Tensor) -> tuple:
+    """:func:`whitening` of a Gram matrix already checked by ``_check_gram``."""
     lower, info = torch.linalg.cholesky_ex(gram)
     if info == 0:
         eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
@@ -139,7 +144,7 @@ def whitened_factors(weight: torch.Tensor, gram: torch.Tensor, rank: int, *,
         shape = tuple(gram.shape) if isinstance(gram, torch.Tensor) else type(gram).__name__
         raise ValueError(f"input_gram must be {weight.shape[1]}×{weight.shape[1]} (the weight's "
                          f"input features), got {shape}")
-    S, S_inverse, _ = whitening(damped(_check_gram(gram), damping))
+    S, S_inverse, _ = _whiten(damped(_check_gram(gram), damping))
     if rank > S.shape[1]:
         raise ValueError(f"rank {rank} is above the rank {S.shape[1]} of the calibration inputs' "
                          "Gram matrix (fewer calibration vectors than inputs): collect more "
@@ -155,6 +160,30 @@ def channel_gram(patch_gram: torch.Tensor, in_channels: int) -> torch.Tensor:
     taps = patch_gram.shape[0] // in_channels
     blocks = patch_gram.reshape(in_channels, taps, in_channels, taps)
     return torch.einsum("atbt->ab", blocks)
+
+
+def _stacked_taps(kernel: torch.Tensor) -> torch.Tensor:
+    """The kernel's taps stacked into one ``C_out k_h k_w × C_in`` matrix (step 1)."""
+    c_out, c_in, k_h, k_w = kernel.shape
+    return kernel.permute(0, 2, 3, 1).reshape(c_out * k_h * k_w, c_in)
+
+
+def output_spectra(weight: torch.Tensor, gram: torch.Tensor, *, tucker2: bool = False,
+                   damping: float = 0.0) -> list:
+    """The singular values the whitened methods truncate, float64, largest first: for the
+    whitened SVD one spectrum, that of ``W S`` (the layer's outputs on the calibration
+    inputs); for :func:`whitened_tucker2` two, the output mode's (from ``W G Wᵀ``) and the
+    input mode's (the stacked taps whitened by one pixel's channel Gram). ``weight`` is a
+    Linear weight or a convolution kernel (unfolded to ``C_out × C_in k_h k_w``)."""
+    weight = weight.detach().to(torch.float64)
+    gram = damped(_check_gram(gram), damping)
+    unfolded = weight.reshape(weight.shape[0], -1)
+    if not tucker2:
+        S, _, _ = _whiten(gram)
+        return [torch.linalg.svdvals(unfolded @ S)]
+    outputs = torch.linalg.eigvalsh(unfolded @ gram @ unfolded.T).clamp(min=0).sqrt().flip(0)
+    S, _, _ = whitening(channel_gram(gram, weight.shape[1]))
+    return [outputs, torch.linalg.svdvals(_stacked_taps(weight) @ S)]
 
 
 def _pseudo_inverse_psd(matrix: torch.Tensor) -> torch.Tensor:
@@ -185,13 +214,9 @@ def whitened_tucker2(kernel: torch.Tensor, patch_gram: torch.Tensor, rank, *,
         shape = tuple(patch_gram.shape) if isinstance(patch_gram, torch.Tensor) else type(patch_gram).__name__
         raise ValueError(f"input_gram must be {d}×{d} (C_in·k_h·k_w, the kernel's patch length), "
                          f"got {shape}")
-    gram = _check_gram(patch_gram)
-    if gram.abs().max() == 0:
-        raise ValueError("input_gram is zero: the calibration inputs of this layer were all zero")
-    gram = damped(gram, damping)
+    gram = damped(_check_gram(patch_gram), damping)
     # 1. the input factor: whitened SVD of the stacked taps against one pixel's channel Gram
-    w_taps = kernel.permute(0, 2, 3, 1).reshape(c_out * taps, c_in)
-    first, _ = whitened_factors(w_taps, channel_gram(gram, c_in), r_in)
+    first, _ = whitened_factors(_stacked_taps(kernel), channel_gram(gram, c_in), r_in)
     v_in = first.T                                              # (C_in, R_in): z = v_inᵀ x
     # 2. the best core for that input factor: least squares on the patches.
     # Q = v_in ⊗ I_taps, Q[(c, tap), (r, tap')] = v_in[c, r] if tap = tap' (unfold's order)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .data_aware import output_spectra
 from .factorizations import Factorization, resolve
 from .layers import check_conv, dense_flops
 from .svd import rank_for_energy
@@ -161,24 +162,6 @@ def _unfolding_rank(weight: torch.Tensor, mode: int, rule) -> int:
     return max(1, evbmf(matrix).rank)
 
 
-def _output_spectra(weight: torch.Tensor, gram: torch.Tensor, modes: tuple, damping: float) -> list:
-    """The singular values that the whitened methods truncate, one spectrum per mode
-    (see :class:`Energy`)."""
-    from .data_aware import channel_gram, damped, whitening
-
-    gram = damped(gram.to(torch.float64), damping)
-    weight = weight.double()
-    if modes == (0,):
-        S, _, _ = whitening(gram)
-        return [torch.linalg.svdvals(weight.reshape(weight.shape[0], -1) @ S)]
-    c_out, c_in, k_h, k_w = weight.shape
-    unfolded = weight.reshape(c_out, -1)
-    outputs = torch.linalg.eigvalsh(unfolded @ gram @ unfolded.T).clamp(min=0).sqrt().flip(0)
-    S, _, _ = whitening(channel_gram(gram, c_in))
-    taps = weight.permute(0, 2, 3, 1).reshape(c_out * k_h * k_w, c_in)
-    return [outputs, torch.linalg.svdvals(taps @ S)]
-
-
 def choose_rank(rule, factorization: Factorization, layer: nn.Module, input_hw=None, *,
                 statistics=None, damping: float = 0.0) -> RankChoice:
     """The rank ``rule`` gives ``layer`` when it is factorized by ``factorization``
@@ -205,7 +188,7 @@ def choose_rank(rule, factorization: Factorization, layer: nn.Module, input_hw=N
                          "defined for SVD and Tucker-2, not for CP (here method "
                          f"{factorization.name!r}); give these layers an int or a float rule")
     if isinstance(rule, Energy) and factorization.calibration == "gram" and statistics is not None:
-        spectra = _output_spectra(weight, statistics.gram, modes, damping)
+        spectra = output_spectra(weight, statistics.gram, tucker2=len(modes) == 2, damping=damping)
         ranks = tuple(rank_for_energy(spectrum, rule.energy) for spectrum in spectra)
     else:
         ranks = tuple(_unfolding_rank(weight, mode, rule) for mode in modes)
